@@ -1,0 +1,182 @@
+// `npm run bench:ml`: ML service latency at 1,000 requests/s over loopback gRPC, bandwidth model
+// evaluation on every data set (cross-validated and in-sample), lifetime model evaluation, and the
+// scheduler simulator with and without lifetime hints. Prints tables, writes results/latest.json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { measureLatency } from './latency.js';
+import { judgeLifetimeHints } from './placement-sim.js';
+import { loadTraceDir } from '../../src/ml/eval/traces.js';
+import { crossValidateBandwidth, evaluateBandwidthModel } from '../../src/ml/eval/bandwidth-eval.js';
+import { loadAzureSplit, parseFlavorMap } from '../../src/ml/eval/azure.js';
+import { evaluateLifetime, lifetimeExamples } from '../../src/ml/eval/lifetime-eval.js';
+import { DEFAULT_MODELS_DIR, scanModelsDir } from '../../src/ml/models/model-file.js';
+import { renderBandwidthTable } from '../../src/cli/ml.js';
+import { renderTable } from '../../src/cli/run.js';
+import { readFileSync } from 'node:fs';
+
+const DATA = process.env.NOVACRON_DATA ?? fileURLToPath(new URL('../../../shared/data', import.meta.url));
+const BW = ['fcc_5s', 'fcc_1s', 'norway_hsdpa_3g', 'starlink_cellular_tcp_dl'].map((d) =>
+  join(DATA, 'bandwidth', d),
+);
+const AZURE = join(DATA, 'placement', 'azure_v1_vm_flavor_trace');
+const seconds = Number(process.env.ML_BENCH_SECONDS ?? 10);
+const round = (x: number, d = 4) => Number(x.toFixed(d));
+
+const started = new Date();
+console.log(
+  `# ML bench: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${started.toISOString()}\n`,
+);
+
+console.log(
+  `## Latency: 1,000 requests/s offered for ${seconds} s per call, loopback gRPC to \`novacron ml serve\` in its own process`,
+);
+const parts = new Set((process.env.ML_BENCH_PARTS ?? 'latency,eval').split(','));
+const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+const previous = (() => {
+  try {
+    return JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+})();
+if (!parts.has('latency') || !parts.has('eval'))
+  console.log(`(ML_BENCH_PARTS=${[...parts].join(',')}: other parts kept from the previous results)`);
+const loadBefore = loadavg();
+// 1,000/s is the figure the issue asks for; ML_BENCH_RATES adds lower rates to show the unsaturated service.
+const rates = (process.env.ML_BENCH_RATES ?? '1000').split(',').map(Number);
+const latency = [];
+if (parts.has('latency')) {
+  // ML_BENCH_NODES: candidate nodes per OptimizePlacement call (default 100; a list runs each).
+  const nodeCounts = (process.env.ML_BENCH_NODES ?? '100').split(',').map(Number);
+  for (const [rate, nodes] of rates.flatMap((r) => nodeCounts.map((n) => [r, n] as const))) {
+    const rows = await measureLatency(rate, seconds, nodes);
+    // The in-process baselines do not depend on the rate: keep them once.
+    latency.push(...(latency.length === 0 ? rows : rows.filter((r) => r.offeredPerSecond > 0)));
+  }
+}
+const loadAfter = loadavg();
+console.log(
+  `load average (1 min) before ${loadBefore[0]!.toFixed(1)}, after ${loadAfter[0]!.toFixed(1)} on ${cpus().length} cores (the machine is shared)`,
+);
+console.log(
+  renderTable(
+    latency.map((r) => ({
+      ...r,
+      achievedPerSecond: round(r.achievedPerSecond, 0),
+      p50Ms: round(r.p50Ms, 3),
+      p99Ms: round(r.p99Ms, 3),
+      maxMs: round(r.maxMs, 2),
+    })),
+    [
+      'call',
+      'path',
+      'offeredPerSecond',
+      'achievedPerSecond',
+      'requests',
+      'fallbacks',
+      'p50Ms',
+      'p99Ms',
+      'maxMs',
+    ],
+  ),
+);
+
+let evaluation: Record<string, unknown> | undefined;
+if (parts.has('eval')) {
+  console.log(
+    '## Bandwidth: 5-fold cross-validation by series (train on 4 folds of the same data set, test on the 5th)',
+  );
+  const datasets = BW.map((d) => loadTraceDir(d));
+  const cv = datasets.map((d) => crossValidateBandwidth(d, 5));
+  console.log(renderBandwidthTable(cv));
+  console.log('## Bandwidth: the shipped model (trained on all of these data sets: in-sample)');
+  const shipped = scanModelsDir(DEFAULT_MODELS_DIR);
+  const insample = datasets.map((d) => evaluateBandwidthModel(d, shipped.bandwidth!.file.params));
+  console.log(renderBandwidthTable(insample));
+
+  console.log(
+    '## Lifetime model: Azure V1 dev split, blocked time split (even 6 h blocks train, odd blocks test)',
+  );
+  const { vms, intervals } = loadAzureSplit(AZURE, 'dev');
+  const fm = parseFlavorMap(readFileSync(join(AZURE, 'flav_map.txt'), 'utf8'));
+  const sizes = Object.fromEntries([...fm].map(([k, v]) => [k, [v.vcpus, v.memoryGb] as const]));
+  const { examples, dropped } = lifetimeExamples(vms, intervals);
+  const lifetime = evaluateLifetime(examples, sizes, 14, dropped);
+  console.log(
+    renderTable(
+      [['model', lifetime.model] as const, ...Object.entries(lifetime.baselines)].map(([name, m]) => ({
+        predictor: name,
+        accuracy: round(m.accuracy),
+        macroF1: round(m.macroF1),
+        logLoss: m.logLoss === undefined ? '-' : round(m.logLoss),
+        shortVsRest: round(m.shortAccuracy),
+      })),
+      ['predictor', 'accuracy', 'macroF1', 'logLoss', 'shortVsRest'],
+    ),
+  );
+
+  console.log(
+    '## Scheduler simulator: Azure dev split, 48 vCPU / 384 GiB hosts, lifetime classes from each source',
+  );
+  // The registry's strategies no longer weigh the lifetime scorer, so it is switched on by weight
+  // override: the same strategy with classes from nowhere (no hint), the batch rule, the model, the truth.
+  const sim = judgeLifetimeHints(AZURE, [
+    { name: 'balanced', weights: { lifetime: 0.05 } },
+    { name: 'best-fit', weights: { lifetime: 0.05 } },
+  ]);
+  const noneOf = (strategy: string) =>
+    sim.find((r) => r.strategy === strategy && r.lifetimes.startsWith('none'))!;
+  console.log(
+    renderTable(
+      sim.map((r) => ({
+        ...r,
+        meanHostsOverLowerBound: round(r.meanHostsOverLowerBound),
+        meanHosts: round(r.meanHosts, 1),
+        vsNoHint: round(r.meanHosts / noneOf(r.strategy).meanHosts),
+        shortShare: round(r.shortShare, 3),
+        seconds: round(r.seconds, 1),
+      })),
+      [
+        'strategy',
+        'lifetimes',
+        'meanHostsOverLowerBound',
+        'meanHosts',
+        'vsNoHint',
+        'peakHosts',
+        'shortShare',
+      ],
+    ),
+  );
+  evaluation = {
+    bandwidth: {
+      crossValidated: cv.map((r) => ({ ...r.report, extras: r.extras })),
+      shippedModel: {
+        version: shipped.bandwidth!.file.version,
+        datasets: insample.map((r) => ({ ...r.report, extras: r.extras })),
+      },
+    },
+    lifetime,
+    placementSimulation: sim,
+  };
+}
+
+const out = {
+  ...previous,
+  machine: {
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
+    memoryGiB: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+  },
+  date: started.toISOString(),
+  command: 'npm run bench:ml',
+  ...(parts.has('latency')
+    ? { latency, loadAverageDuringLatency: [round(loadBefore[0]!, 2), round(loadAfter[0]!, 2)] }
+    : {}),
+  ...(evaluation ?? {}),
+};
+mkdirSync(resultsDir, { recursive: true });
+writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
+console.log(`wrote ${join(resultsDir, 'latest.json')}`);

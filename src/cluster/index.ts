@@ -1,0 +1,16 @@
+// Public barrel of cluster mode (etcd): session and fencing, membership, election, assignments, status.
+export { connectEtcd } from './etcd-client.js';
+export type { EtcdConnection, EtcdConnectOptions } from './etcd-client.js';
+export { Session } from './session.js';
+export type { FenceEvent, SessionOptions, SessionState } from './session.js';
+export { defaultMarginMs, fenceDeadline } from './fencing.js';
+export { Membership, MemberWatch, listKnownNodes } from './membership.js';
+export type { MemberChange, NodeInfo } from './membership.js';
+export { Election, LeaderWatch, checkTermHistory, resign } from './election.js';
+export type { ElectionOptions, ObservedTerm, Term } from './election.js';
+export { AssignmentAgent, readAcks, removeAssignment, writeAssignment } from './assignments.js';
+export type { AgentHandlers, Assignment, AssignmentAck } from './assignments.js';
+export { buildClusterView, NodeStatus } from './status.js';
+export type { ClusterNodeView, ClusterView } from './status.js';
+export { readClusterStatus } from './status-reader.js';
+export { Keys, normalisePrefix } from './keys.js';

@@ -1,0 +1,320 @@
+// Core component "cluster": in `cluster.mode: etcd` opens the region's etcd session (self-fencing), follows
+// members and leader by watch, registers this node (as `services.nodeRegistrar`) and campaigns; in `single`
+// mode it only answers the cluster view with this node as its own leader. Publishes `services.cluster`.
+import { performance } from 'node:perf_hooks';
+import type { Component, ComponentHealth } from '../boot/component.js';
+import type { Services } from '../boot/services.js';
+import type { NovaCronConfig } from '../config/schema.js';
+import { UnavailableError } from '../errors.js';
+import type {
+  ClusterView,
+  Election,
+  EtcdConnection,
+  LeaderWatch,
+  MemberWatch,
+  Membership,
+  NodeInfo,
+  Session,
+  SessionState,
+} from '../cluster/index.js';
+import type { NodeAnnouncement, NodeRegistrar } from './registration.js';
+// Type-only: declares services.api read here.
+import type {} from './api.js';
+
+/** What the rest of the node (API, CLI through the API) knows about the region. */
+export interface ClusterService {
+  readonly mode: 'single' | 'etcd';
+  readonly nodeId: string;
+  /** True while this node is cut off from etcd (its session fenced): writes must be refused. */
+  isFenced(): boolean;
+  /** The leader as last seen (null when unknown or while fenced). */
+  leader(): string | null;
+  /** Live members, from the membership watch (single mode: this node). */
+  members(): readonly NodeInfo[];
+  /** The `GET /api/v1/cluster` view (no etcd round trip: built from the watches). */
+  view(): ClusterView;
+  /** etcd connection facts, null in single mode. */
+  etcd(): ClusterEtcdInfo | null;
+  /** Marks this node draining (or not) in its membership record. */
+  setDraining(draining: boolean): Promise<void>;
+}
+
+export interface ClusterEtcdInfo {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly region: string;
+  readonly session: SessionState;
+  readonly leaseTtlSeconds: number;
+  /** ms since the last keepalive etcd confirmed was sent. */
+  readonly lastKeepaliveAgoMs: number;
+  readonly registered: boolean;
+}
+
+declare module '../boot/services.js' {
+  interface Services {
+    cluster?: ClusterService;
+  }
+}
+
+/** host:port of a base URL (`http://127.0.0.1:8080` → `127.0.0.1:8080`); the input when it is no URL. */
+export function hostPortOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/** The membership record of this node from its announcement. Pure. */
+export function nodeInfoOf(node: NodeAnnouncement): NodeInfo {
+  return {
+    id: node.id,
+    addresses: [hostPortOf(node.apiUrl), ...(node.grpcAddress ? [node.grpcAddress] : [])].filter(
+      (a) => a !== '',
+    ),
+    capacity: {
+      cpus: node.capacity.cpus,
+      memoryMiB: node.capacity.memoryMib,
+      diskGiB: Math.floor(node.capacity.diskMib / 1024),
+    },
+    labels: node.labels,
+    driver: node.driver,
+  };
+}
+
+/** Single mode: this node alone, its own leader. */
+function singleService(config: NovaCronConfig, services: Services): ClusterService {
+  const id = config.system.node_id;
+  return {
+    mode: 'single',
+    nodeId: id,
+    isFenced: () => false,
+    leader: () => id,
+    members: () => [],
+    view: () => ({
+      leader: id,
+      nodes: [{ id, status: 'ready', address: hostPortOf(services.api?.url ?? '') }],
+    }),
+    etcd: () => null,
+    setDraining: () =>
+      Promise.reject(
+        new UnavailableError('drain needs cluster.mode etcd: a single node has nowhere to send its VMs', {
+          key: 'cluster.mode',
+        }),
+      ),
+  };
+}
+
+export function clusterComponent(options: { dependsOn: readonly string[] }): Component {
+  let conn: EtcdConnection | null = null;
+  let session: Session | null = null;
+  let members: MemberWatch | null = null;
+  let leaders: LeaderWatch | null = null;
+  let membership: Membership | null = null;
+  let election: Election | null = null;
+  let registerError = '';
+  let mode: 'single' | 'etcd' = 'single';
+  let service: ClusterService | null = null;
+
+  const release = async (): Promise<void> => {
+    await election?.stop().catch(() => undefined);
+    election = null;
+    if (session?.state === 'ready') await membership?.leave().catch(() => undefined);
+    membership = null;
+    await members?.close().catch(() => undefined);
+    await leaders?.close().catch(() => undefined);
+    members = null;
+    leaders = null;
+    await session?.close();
+    session = null;
+    conn?.close();
+    conn = null;
+  };
+
+  return {
+    name: 'cluster',
+    phase: 'core',
+    dependsOn: options.dependsOn,
+    critical: true,
+    async start(ctx) {
+      const cfg = ctx.config.cluster;
+      mode = cfg.mode;
+      if (cfg.mode === 'single') {
+        service = singleService(ctx.config, ctx.services);
+        ctx.services.cluster = service;
+        return;
+      }
+      const {
+        LeaderWatch,
+        MemberWatch,
+        Membership,
+        Election,
+        Session,
+        connectEtcd,
+        buildClusterView,
+        listKnownNodes,
+      } = await import('../cluster/index.js');
+      const nodeId = ctx.config.system.node_id;
+      const region = ctx.config.system.cluster_id;
+      const endpoints = cfg.etcd.endpoints;
+      const c = connectEtcd({ endpoints, prefix: cfg.etcd.prefix });
+      conn = c;
+      let s: Session;
+      try {
+        s = await Session.open(c, { ttlSeconds: cfg.etcd.lease_ttl_seconds });
+        session = s;
+        members = await MemberWatch.start(c);
+        leaders = await LeaderWatch.start(c, region);
+      } catch (err) {
+        await release();
+        throw new UnavailableError(
+          `cannot reach etcd at ${endpoints.join(', ')}: ${(err as Error).message}`,
+          {
+            key: 'cluster.etcd.endpoints',
+            hint: 'start etcd or set cluster.etcd.endpoints (env NOVACRON_CLUSTER_ETCD_ENDPOINTS), or use cluster.mode single',
+            cause: err,
+          },
+        );
+      }
+      if (ctx.signal.aborted) {
+        await release();
+        throw new UnavailableError('cluster start abandoned');
+      }
+      // durable records read once; later joins are added from the watch
+      const known = new Map<string, NodeInfo>();
+      for (const n of await listKnownNodes(c).catch(() => [])) known.set(n.id, n);
+      const mw = members;
+      const lw = leaders;
+      for (const n of mw.nodes()) known.set(n.id, n);
+      mw.onChange((ch) => {
+        if (ch.node) known.set(ch.id, ch.node);
+        ctx.events.publish('cluster.member', { change: ch.type, id: ch.id });
+        ctx.logger.info({ node: ch.id, change: ch.type }, `cluster member ${ch.id}: ${ch.type}`);
+      });
+      lw.onChange((leader) => {
+        ctx.events.publish('cluster.leader', { leader });
+        ctx.logger.info({ leader }, leader ? `cluster leader is ${leader}` : 'cluster has no leader');
+      });
+      let lastView: ClusterView | undefined;
+      s.onFence((e) => {
+        ctx.logger.warn(
+          { leaseId: e.leaseId, earliestExpiryInMs: Math.round(e.earliestExpiry - e.at) },
+          'partitioned from etcd: fenced; writes refused until it rejoins',
+        );
+        ctx.events.publish('cluster.fenced', { id: nodeId });
+      });
+      s.onRejoin((lease) => {
+        ctx.logger.info({ leaseId: lease }, 'rejoined etcd with a new lease');
+        ctx.events.publish('cluster.rejoined', { id: nodeId });
+      });
+      const view = (): ClusterView => {
+        const fenced = s.state !== 'ready';
+        if (fenced && lastView) {
+          const self = { id: nodeId, partitioned: true };
+          const last = lastView.nodes;
+          const asInfo = (n: { id: string; address: string }): NodeInfo => ({
+            id: n.id,
+            addresses: [n.address],
+            capacity: { cpus: 0, memoryMiB: 0 },
+            labels: {},
+            driver: '',
+          });
+          return buildClusterView({
+            known: last.map(asInfo),
+            live: last.filter((n) => n.status === 'ready' || n.status === 'draining').map(asInfo),
+            leader: null,
+            self,
+          });
+        }
+        const v = buildClusterView({
+          known: [...known.values()],
+          live: mw.nodes(),
+          leader: lw.leader(),
+          self: { id: nodeId, partitioned: fenced },
+        });
+        if (!fenced) lastView = v;
+        return v;
+      };
+      service = {
+        mode: 'etcd',
+        nodeId,
+        isFenced: () => s.state === 'partitioned',
+        leader: () => (s.state === 'ready' ? lw.leader() : null),
+        members: () => mw.nodes(),
+        view,
+        etcd: () => ({
+          endpoints,
+          prefix: c.prefix,
+          region,
+          session: s.state,
+          leaseTtlSeconds: s.ttlSeconds,
+          lastKeepaliveAgoMs: Math.round(performance.now() - s.lastKeepaliveOkAt),
+          registered: membership !== null,
+        }),
+        async setDraining(draining) {
+          if (!membership) throw new UnavailableError('this node is not registered in the region yet');
+          if (s.state !== 'ready')
+            throw new UnavailableError('node is partitioned from etcd: writes refused until it rejoins');
+          await membership.setDraining(draining);
+        },
+      };
+      const registrar: NodeRegistrar = {
+        kind: 'etcd',
+        async register(node) {
+          try {
+            membership = await Membership.join(c, s, nodeInfoOf(node));
+          } catch (err) {
+            registerError = (err as Error).message;
+            throw err;
+          }
+          registerError = '';
+          election = new Election(c, s, {
+            region,
+            nodeId,
+            onElected: (t) => {
+              ctx.logger.info({ term: t.revision }, `this node leads region ${region}`);
+              ctx.events.publish('cluster.elected', { id: nodeId, term: t.revision });
+            },
+            onDeposed: (t, reason) => {
+              ctx.logger.warn({ term: t.revision, reason }, `this node no longer leads region ${region}`);
+              ctx.events.publish('cluster.deposed', { id: nodeId, term: t.revision, reason });
+            },
+          });
+          election.start();
+        },
+        async deregister() {
+          await election?.stop().catch(() => undefined);
+          election = null;
+          if (s.state === 'ready') await membership?.leave().catch(() => undefined);
+          membership = null;
+        },
+      };
+      ctx.services.cluster = service;
+      ctx.services.fence = service;
+      ctx.services.nodeRegistrar = registrar;
+      ctx.logger.info(
+        { endpoints, region, leaseTtlSeconds: cfg.etcd.lease_ttl_seconds },
+        `connected to etcd; ${mw.nodes().length} live member(s), leader ${lw.leader() ?? 'none'}`,
+      );
+    },
+    async stop(ctx) {
+      if (ctx.services.cluster === service) delete ctx.services.cluster;
+      if (ctx.services.fence === service) delete ctx.services.fence;
+      service = null;
+      await release();
+    },
+    health(): ComponentHealth {
+      if (mode === 'single' || !service) return { status: 'up', detail: 'single node: its own leader' };
+      const e = service.etcd();
+      if (service.isFenced())
+        return { status: 'down', detail: 'partitioned: cut off from etcd, writes refused until it rejoins' };
+      if (registerError) return { status: 'down', detail: `not registered: ${registerError}` };
+      const leader = service.leader();
+      const count = service.members().length;
+      return {
+        status: 'up',
+        detail: `etcd ${e?.endpoints.join(',') ?? ''}; leader ${leader ?? 'none'}; ${count} member(s)${e?.registered ? '' : '; not registered yet'}`,
+      };
+    },
+  };
+}

@@ -1,0 +1,234 @@
+// The receiving end of `novacron transfer`: one AMST server writing each incoming file into DIR
+// under a temporary name, reusing chunks from every file it already holds (by its chunk index),
+// verifying each chunk and then the whole file before an atomic rename, and keeping a manifest of
+// the file's chunks for later transfers.
+import { mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  ErrorCode,
+  IntegrityError,
+  InvalidStateError,
+  NovaCronError,
+  ProtocolError,
+  ValidationError,
+} from '../errors.js';
+import { BlockKind, decodeRecord, materialize } from './encoding/record.js';
+import { decodeBundle } from './encoding/bundle.js';
+import { ChunkIndex, HAVE_PREFIX_BYTES, encodeManifestEntry, manifestBytes } from './chunk-index.js';
+import { AmstServer, type SessionHandler } from './transport/server.js';
+import type { ConnectionSecurity } from './transport/connection.js';
+import type { DwcpConnection } from './transport/connection.js';
+
+export interface ReceiverOptions {
+  readonly dir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly security: ConnectionSecurity;
+  /** Reported after each file is verified and renamed into place. */
+  readonly onFile?: (info: { name: string; bytes: number; path: string }) => void;
+  readonly onError?: (err: NovaCronError) => void;
+  /** Test hook: every accepted stream. */
+  readonly onStream?: (conn: DwcpConnection) => void;
+  readonly syncBytes?: number;
+}
+
+export interface FileReceiver {
+  readonly address: { host: string; port: number };
+  /** Stops listening; transfers in progress get up to `graceMs` to finish. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const MAX_HAVE_QUERY = 65536;
+
+/** A file name a sender may write: one path component, no leading dot (those are ours). */
+export function checkFileName(name: string): string {
+  if (!/^[^/\\\0]+$/.test(name) || name.startsWith('.') || name.length > 255) {
+    throw new ValidationError(`invalid transfer name ${JSON.stringify(name)}`, {
+      hint: 'a plain file name, not starting with "." and without "/"',
+    });
+  }
+  return name;
+}
+
+/** Starts a DWCP file receiver on host:port writing into `dir`. */
+export async function createReceiver(opts: ReceiverOptions): Promise<FileReceiver> {
+  const manifestDir = join(opts.dir, '.dwcp', 'manifests');
+  mkdirSync(manifestDir, { recursive: true });
+  const index = ChunkIndex.load(opts.dir, manifestDir);
+  const server = await AmstServer.listen({
+    host: opts.host,
+    port: opts.port,
+    security: opts.security,
+    ...(opts.syncBytes !== undefined ? { syncBytes: opts.syncBytes } : {}),
+    ...(opts.onStream ? { onStream: opts.onStream } : {}),
+    ...(opts.onError ? { onStreamError: opts.onError } : {}),
+    onSession: (id) => new FileSession(id, opts, index, manifestDir),
+  });
+  return { address: server.address, close: (graceMs?: number) => server.close(graceMs) };
+}
+
+class FileSession implements SessionHandler {
+  private fh: FileHandle | undefined;
+  private name = '';
+  private size = 0;
+  private tempPath = '';
+  private entries: Buffer[] = [];
+  private done = false;
+
+  constructor(
+    private readonly id: string,
+    private readonly opts: ReceiverOptions,
+    private readonly index: ChunkIndex,
+    private readonly manifestDir: string,
+  ) {}
+
+  async onRequest(body: unknown): Promise<unknown> {
+    const b = (body ?? {}) as Record<string, unknown>;
+    switch (b.t) {
+      case 'open':
+        return this.open(b);
+      case 'have':
+        return this.have(b);
+      case 'end':
+        return this.end(b);
+      default:
+        throw new ProtocolError(`unknown request ${String(b.t)}`);
+    }
+  }
+
+  private async open(b: Record<string, unknown>): Promise<unknown> {
+    if (this.fh) return { ok: true, held: this.index.size };
+    const name = checkFileName(String(b.name));
+    const size = b.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw new ProtocolError('open: bad size');
+    this.name = name;
+    this.size = size;
+    this.tempPath = join(this.opts.dir, `.${name}.${this.id.slice(0, 12)}.dwcp-part`);
+    this.fh = await open(this.tempPath, 'w+');
+    await this.fh.truncate(size); // sparse: zero chunks need no write
+    return { ok: true, held: this.index.size };
+  }
+
+  private have(b: Record<string, unknown>): unknown {
+    const raw = Buffer.from(String(b.h ?? ''), 'base64');
+    if (raw.length % HAVE_PREFIX_BYTES !== 0 || raw.length / HAVE_PREFIX_BYTES > MAX_HAVE_QUERY)
+      throw new ProtocolError('have: bad hash list');
+    const n = raw.length / HAVE_PREFIX_BYTES;
+    const bits = Buffer.alloc(Math.ceil(n / 8));
+    for (let i = 0; i < n; i++) {
+      if (this.index.hasPrefix(raw.toString('hex', i * HAVE_PREFIX_BYTES, (i + 1) * HAVE_PREFIX_BYTES)))
+        bits[i >> 3]! |= 1 << (i & 7);
+    }
+    return { bits: bits.toString('base64') };
+  }
+
+  /** Writes one bundle: every record verified, contiguous blocks coalesced into one write. */
+  async onData(_seq: number, payload: Buffer): Promise<void> {
+    const fh = this.fh;
+    if (!fh || this.done) throw new InvalidStateError('data before open or after end');
+    let runStart = -1;
+    let runEnd = -1;
+    let parts: Buffer[] = [];
+    let written: { hash: Buffer; offset: number; length: number }[] = [];
+    // Index entries are added only once the bytes are in the file: a have-query answered "yes"
+    // may be followed at once by a known record that reads them.
+    const flush = async () => {
+      if (parts.length === 0) return;
+      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      await fh.write(data, 0, data.length, runStart);
+      for (const w of written) {
+        this.index.add(w.hash, { file: this.tempPath, offset: w.offset, length: w.length });
+        this.entries.push(encodeManifestEntry(w.offset, w.length, w.hash));
+      }
+      parts = [];
+      written = [];
+    };
+    for (const bytes of decodeBundle(payload)) {
+      const rec = decodeRecord(bytes);
+      if (rec.offset + rec.length > this.size) {
+        throw new IntegrityError(`record ${rec.offset}+${rec.length} beyond the file size ${this.size}`);
+      }
+      if (rec.kind === BlockKind.Zero) continue;
+      const data = materialize(rec, (h, len) => this.index.read(h, len));
+      if (rec.offset !== runEnd) {
+        await flush();
+        runStart = rec.offset;
+      }
+      parts.push(data);
+      runEnd = rec.offset + rec.length;
+      written.push({ hash: rec.hash, offset: rec.offset, length: rec.length });
+    }
+    await flush();
+  }
+
+  async sync(): Promise<void> {
+    await this.fh?.datasync();
+  }
+
+  /** Verifies size and whole-file SHA-256, then renames into place and records the manifest. */
+  private async end(b: Record<string, unknown>): Promise<unknown> {
+    const fh = this.fh;
+    if (!fh) throw new InvalidStateError('end before open');
+    if (this.done) return { ok: true };
+    const want = String(b.sha256 ?? '');
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let pos = 0; pos < this.size;) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.size - pos), pos);
+      if (bytesRead <= 0) throw new IntegrityError('received file is shorter than announced');
+      h.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    const got = h.digest('hex');
+    if (got !== want)
+      throw new IntegrityError(
+        `received file fails its SHA-256 check (${got.slice(0, 16)} != ${want.slice(0, 16)})`,
+      );
+    await fh.sync();
+    await fh.close();
+    this.fh = undefined;
+    this.done = true;
+    const finalPath = join(this.opts.dir, this.name);
+    this.index.closeFiles();
+    renameSync(this.tempPath, finalPath);
+    const st = statSync(finalPath);
+    const header = { name: this.name, size: this.size, mtimeMs: st.mtimeMs, sha256: got };
+    const entries = Buffer.concat(this.entries);
+    writeFileSync(
+      join(this.manifestDir, `${encodeURIComponent(this.name)}.manifest`),
+      manifestBytes(header, entries),
+    );
+    // Chunks now live in the final file, not the temporary one; the old version's are gone.
+    this.index.removeFile(this.tempPath);
+    this.index.removeFile(finalPath);
+    this.index.loadManifest(this.opts.dir, manifestBytes(header, entries));
+    this.entries = [];
+    // After the answer to `end` is on its way, so a caller that closes the receiver on this event does not cut it off.
+    const info = { name: this.name, bytes: this.size, path: finalPath };
+    setImmediate(() => this.opts.onFile?.(info));
+    return { ok: true, sha256: got };
+  }
+
+  onEnd(err: Error | undefined): void {
+    this.index.closeFiles();
+    if (this.done) return;
+    void this.fh?.close().catch(() => {});
+    this.fh = undefined;
+    if (this.tempPath) {
+      try {
+        unlinkSync(this.tempPath);
+      } catch {
+        // Already gone.
+      }
+    }
+    if (err)
+      this.opts.onError?.(
+        err instanceof NovaCronError
+          ? err
+          : new NovaCronError(ErrorCode.Internal, err.message, { cause: err }),
+      );
+  }
+}

@@ -1,0 +1,478 @@
+// Live migration of a QEMU VM over DWCP: source QEMU → unix socket we own → DWCP byte stream →
+// destination QEMU's migrate-incoming socket. Phases, progress, cancel, rollback; one running copy.
+//
+// The two sides are separate objects (MigrationSource on the source node, MigrationDestination on the
+// destination node) so a control plane can run them in two processes; runLiveMigration() is the
+// coordinator and only needs the `DestinationControl` surface of the destination.
+import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ErrorCode, MigrationError, errorMessage } from '../errors.js';
+import type { DwcpStreamWriter } from '../dwcp/stream.js';
+import type { QmpClient, QmpEvent, QmpMigrationInfo } from '../vm/drivers/qemu/qmp.js';
+
+export type MigrationPhase = 'prepare' | 'transfer' | 'switchover' | 'commit' | 'rollback';
+
+/** One progress sample, from query-migrate on the source plus the DWCP sender's counters. */
+export interface MigrationProgress {
+  readonly phase: MigrationPhase;
+  readonly elapsedMs: number;
+  /** QEMU's migration status (setup, active, device, completed, failed, cancelled …). */
+  readonly status: string;
+  readonly transferredBytes: number;
+  readonly remainingBytes: number;
+  readonly totalBytes: number;
+  readonly dirtyPagesRate: number;
+  readonly mbps: number;
+  readonly expectedDowntimeMs: number;
+  readonly dirtySyncCount: number;
+  /** Bytes the DWCP sender put on the wire so far (after encoding, with framing). */
+  readonly wireBytes: number;
+}
+
+export interface MigrationSourceOptions {
+  /** QMP session of the running source QEMU. */
+  readonly qmp: QmpClient;
+  /** Unix socket the source QEMU migrates into; created (and removed) here. Put it in the VM directory. */
+  readonly socketPath: string;
+  /** Opens the DWCP byte stream to the destination node's receiver. */
+  readonly openStream: () => Promise<DwcpStreamWriter>;
+  /** Longest acceptable pause at switchover (QEMU `downtime-limit`). */
+  readonly maxDowntimeMs: number;
+  /** Pre-copy must complete within this; otherwise the migration is cancelled as not converging. */
+  readonly convergeTimeoutMs: number;
+  /** Let QEMU throttle the vCPUs when the guest dirties memory faster than the link (default true). */
+  readonly autoConverge?: boolean;
+  /** QEMU `max-bandwidth` in bytes/s (QEMU's default when absent). */
+  readonly maxBandwidthBytesPerSec?: number;
+  /** Interval between query-migrate samples (default 250 ms). */
+  readonly progressIntervalMs?: number;
+}
+
+/** What the source saw once QEMU completed and the receiver took every byte. */
+export interface SourceSummary {
+  /** query-migrate on completion. */
+  readonly info: QmpMigrationInfo;
+  /** QEMU's STOP event on the source (switchover began), microseconds since the epoch. */
+  readonly stoppedAtUs: number | undefined;
+  readonly wireBytes: number;
+  readonly streamBytes: number;
+}
+
+const TERMINAL_FAILURES = new Set(['failed', 'cancelled', 'cancelling']);
+
+function migrationStatus(e: QmpEvent): string | undefined {
+  const s = (e.data as { status?: unknown } | null)?.status;
+  return typeof s === 'string' ? s : undefined;
+}
+
+/** Source node side: streams the source QEMU's migration into DWCP and reports progress. */
+export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress] }> {
+  /** Resolves once QEMU reports completed and the DWCP receiver acknowledged the whole stream. */
+  readonly sent: Promise<SourceSummary>;
+  private phase: MigrationPhase = 'prepare';
+  private readonly startedAt = Date.now();
+  private last: MigrationProgress | undefined;
+  private stoppedAtUs: number | undefined;
+  private cancelRequested = false;
+  private finished = false;
+  private readonly offEvents: () => void;
+  private wake: (() => void) | undefined;
+  private statusChanged = false;
+
+  private constructor(
+    private readonly opts: MigrationSourceOptions,
+    private readonly server: Server,
+    private readonly writer: DwcpStreamWriter,
+    private readonly wasRunning: boolean,
+    private readonly streamBytes: () => number,
+    streamDone: Promise<void>,
+  ) {
+    super();
+    this.offEvents = opts.qmp.onEvent((e) => {
+      if (e.name === 'STOP' && this.stoppedAtUs === undefined) {
+        this.stoppedAtUs = e.timestampUs;
+        if (this.phase === 'transfer') this.phase = 'switchover';
+      }
+      // A status change (completed, failed …) wakes the sampling loop: switchover waits on it.
+      if (e.name === 'MIGRATION') {
+        if (this.wake) this.wake();
+        else this.statusChanged = true;
+      }
+    });
+    this.sent = this.run(streamDone);
+    this.sent.catch(() => undefined); // observed by the coordinator; never an unhandled rejection
+  }
+
+  /** Creates the socket, opens the DWCP stream, sets capabilities and parameters, starts `migrate`. */
+  static async start(opts: MigrationSourceOptions): Promise<MigrationSource> {
+    const status = await opts.qmp.queryStatus();
+    await rm(opts.socketPath, { force: true });
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.socketPath, () => resolve());
+    });
+    let writer: DwcpStreamWriter;
+    try {
+      writer = await opts.openStream();
+    } catch (err) {
+      server.close();
+      await rm(opts.socketPath, { force: true });
+      throw new MigrationError(`cannot open the DWCP stream to the destination: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    let counted = 0;
+    const streamDone = new Promise<void>((resolve, reject) => {
+      server.once('connection', (sock: Socket) => {
+        server.close();
+        sock.on('data', (c: Buffer) => (counted += c.length));
+        pipeline(sock, writer).then(resolve, reject);
+      });
+    });
+    const src = new MigrationSource(opts, server, writer, status.running, () => counted, streamDone);
+    try {
+      await opts.qmp.migrateSetCapabilities({ events: true, 'auto-converge': opts.autoConverge ?? true });
+      await opts.qmp.migrateSetParameters({
+        'downtime-limit': opts.maxDowntimeMs,
+        ...(opts.maxBandwidthBytesPerSec === undefined
+          ? {}
+          : { 'max-bandwidth': opts.maxBandwidthBytesPerSec }),
+      });
+      src.phase = 'transfer';
+      await opts.qmp.migrate(`unix:${opts.socketPath}`);
+    } catch (err) {
+      src.finished = true;
+      await src.cleanup(err as Error);
+      throw new MigrationError(`source QEMU refused to migrate: ${errorMessage(err)}`, { cause: err });
+    }
+    return src;
+  }
+
+  /** True once cancel() was called. */
+  get cancelled(): boolean {
+    return this.cancelRequested;
+  }
+
+  get currentPhase(): MigrationPhase {
+    return this.phase;
+  }
+
+  /** The latest progress sample. */
+  progress(): MigrationProgress | undefined {
+    return this.last;
+  }
+
+  /** Asks QEMU to cancel (migrate_cancel); `sent` then rejects with a `cancelled` MigrationError. */
+  async cancel(): Promise<void> {
+    this.cancelRequested = true;
+    if (!this.finished) await this.opts.qmp.migrateCancel();
+  }
+
+  /** Rollback: cancels a running migration and resumes the source if it was running before. */
+  async rollback(): Promise<void> {
+    this.phase = 'rollback';
+    try {
+      const info = await this.opts.qmp.queryMigrate();
+      if (info.status === 'active' || info.status === 'setup' || info.status === 'device')
+        await this.opts.qmp.migrateCancel();
+      // migrate_cancel returns before QEMU has left the migration; wait for a final status.
+      for (let i = 0; i < 200; i++) {
+        const s = (await this.opts.qmp.queryMigrate()).status;
+        if (s === undefined || !['active', 'setup', 'device', 'cancelling', 'pre-switchover'].includes(s))
+          break;
+        await delay(25);
+      }
+    } finally {
+      this.offEvents();
+      await this.cleanup(new MigrationError('migration rolled back'));
+    }
+    const st = await this.opts.qmp.queryStatus();
+    if (this.wasRunning && !st.running) await this.opts.qmp.cont();
+  }
+
+  /** Commit: the destination runs, so the source QEMU quits. */
+  async commit(): Promise<void> {
+    this.phase = 'commit';
+    this.offEvents();
+    await this.cleanup(undefined);
+    await this.opts.qmp.quit();
+  }
+
+  private sample(info: QmpMigrationInfo): MigrationProgress {
+    const p: MigrationProgress = {
+      phase: this.phase,
+      elapsedMs: Date.now() - this.startedAt,
+      status: info.status ?? 'none',
+      transferredBytes: info.ram?.transferred ?? 0,
+      remainingBytes: info.ram?.remaining ?? 0,
+      totalBytes: info.ram?.total ?? 0,
+      dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
+      mbps: info.ram?.mbps ?? 0,
+      expectedDowntimeMs: info['expected-downtime'] ?? info.downtime ?? 0,
+      dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
+      wireBytes: this.writer.amst.stats.wireBytes,
+    };
+    this.last = p;
+    this.emit('progress', p);
+    return p;
+  }
+
+  /** Waits for the next sample: the interval, or sooner when QEMU reports a new migration status. */
+  private nextSample(ms: number): Promise<void> {
+    if (this.statusChanged) {
+      this.statusChanged = false;
+      return Promise.resolve();
+    }
+    const ac = new AbortController();
+    return new Promise<void>((resolve) => {
+      this.wake = () => {
+        ac.abort();
+        resolve();
+      };
+      delay(ms, undefined, { signal: ac.signal }).then(resolve, () => undefined);
+    }).finally(() => {
+      this.wake = undefined;
+      ac.abort();
+    });
+  }
+
+  private async run(streamDone: Promise<void>): Promise<SourceSummary> {
+    let streamError: Error | undefined;
+    let streamFinished = false;
+    streamDone.then(
+      () => (streamFinished = true),
+      (err: Error) => (streamError = err),
+    );
+    const interval = this.opts.progressIntervalMs ?? 250;
+    let info: QmpMigrationInfo;
+    for (;;) {
+      info = await this.opts.qmp.queryMigrate();
+      if (info.status === 'device' || info.status === 'completed') this.phase = 'switchover';
+      const p = this.sample(info);
+      if (info.status === 'completed') break;
+      if (info.status !== undefined && TERMINAL_FAILURES.has(info.status)) {
+        if (info.status === 'cancelling') {
+          await this.nextSample(interval);
+          continue;
+        }
+        this.finished = true;
+        if (this.cancelRequested)
+          throw new MigrationError('migration cancelled', { code: ErrorCode.Cancelled });
+        throw new MigrationError(
+          `source QEMU migration ${info.status}: ${info['error-desc'] ?? streamError?.message ?? 'no detail'}`,
+          { cause: streamError },
+        );
+      }
+      if (streamError) {
+        this.finished = true;
+        await this.opts.qmp.migrateCancel().catch(() => undefined);
+        throw new MigrationError(`DWCP stream to the destination failed: ${streamError.message}`, {
+          cause: streamError,
+        });
+      }
+      if (p.elapsedMs > this.opts.convergeTimeoutMs && info.status === 'active') {
+        this.finished = true;
+        await this.opts.qmp.migrateCancel().catch(() => undefined);
+        throw new MigrationError(
+          `pre-copy did not converge within ${this.opts.convergeTimeoutMs} ms: ` +
+            `${p.remainingBytes} bytes remaining, dirty rate ${p.dirtyPagesRate} pages/s, ` +
+            `${p.mbps.toFixed(1)} Mbit/s, expected downtime ${p.expectedDowntimeMs} ms > limit ${this.opts.maxDowntimeMs} ms`,
+          {
+            code: ErrorCode.DeadlineExceeded,
+            hint: 'raise maxDowntimeMs, give the migration more bandwidth, or reduce the guest write load',
+          },
+        );
+      }
+      await this.nextSample(interval);
+    }
+    // QEMU wrote everything; the receiver must still acknowledge the tail of the stream.
+    if (!streamFinished && !streamError) await streamDone.catch(() => undefined);
+    this.finished = true;
+    // QEMU sets `downtime` and the totals a moment after the status turns completed: read them again.
+    info = await this.opts.qmp.queryMigrate();
+    if (streamError)
+      throw new MigrationError(`DWCP stream failed after QEMU completed: ${errorMessage(streamError)}`, {
+        cause: streamError,
+      });
+    return {
+      info,
+      stoppedAtUs: this.stoppedAtUs,
+      wireBytes: this.writer.amst.stats.wireBytes,
+      streamBytes: this.streamBytes(),
+    };
+  }
+
+  private async cleanup(err: Error | undefined): Promise<void> {
+    this.server.close();
+    if (err && !this.writer.destroyed) this.writer.destroy(err);
+    await rm(this.opts.socketPath, { force: true });
+  }
+}
+
+export interface MigrationDestinationOptions {
+  /** QMP session of a QEMU started with `{ incoming: 'defer', paused: true }`. */
+  readonly qmp: QmpClient;
+  /** Where the destination QEMU listens for the stream (`migrate-incoming unix:<path>`); in its VM dir. */
+  readonly socketPath: string;
+  /** Removes the destination QEMU (e.g. driver.destroy with force). Must be idempotent. */
+  readonly kill: () => Promise<void>;
+}
+
+/** What the coordinator needs from the destination (local object now, a gRPC stub later). */
+export interface DestinationControl {
+  /** Resolves once the destination QEMU loaded the whole state (still paused). */
+  readonly loaded: Promise<void>;
+  /** Starts the destination's vCPUs; returns the RESUME event time (µs since the epoch). */
+  resume(): Promise<number>;
+  /** Kills the destination QEMU. Idempotent. */
+  abort(): Promise<void>;
+}
+
+/** Destination node side: a QEMU waiting on migrate-incoming, fed from a DWCP stream. */
+export class MigrationDestination implements DestinationControl {
+  readonly loaded: Promise<void>;
+  private failLoad!: (e: Error) => void;
+  private attached = false;
+  private aborted = false;
+  private socket: Socket | undefined;
+
+  private constructor(private readonly opts: MigrationDestinationOptions) {
+    this.loaded = new Promise<void>((resolve, reject) => {
+      this.failLoad = reject;
+      const off = opts.qmp.onEvent((e) => {
+        if (e.name !== 'MIGRATION') return;
+        const s = migrationStatus(e);
+        if (s === 'completed') {
+          off();
+          resolve();
+        } else if (s === 'failed') {
+          off();
+          reject(new MigrationError('destination QEMU failed to load the migration stream'));
+        }
+      });
+      void opts.qmp.closed.then((why) => {
+        off();
+        reject(new MigrationError(`destination QEMU went away: ${why}`));
+      });
+    });
+    this.loaded.catch(() => undefined);
+  }
+
+  /** Sets capabilities and starts QEMU listening on the unix socket. */
+  static async prepare(opts: MigrationDestinationOptions): Promise<MigrationDestination> {
+    await rm(opts.socketPath, { force: true });
+    const d = new MigrationDestination(opts);
+    try {
+      await opts.qmp.migrateSetCapabilities({ events: true });
+      await opts.qmp.migrateIncoming(`unix:${opts.socketPath}`);
+    } catch (err) {
+      await d.abort();
+      throw new MigrationError(`destination QEMU refused migrate-incoming: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    return d;
+  }
+
+  /** Feeds the DWCP stream (from streamReceiver) into the destination QEMU. */
+  attach(stream: Readable): void {
+    if (this.attached || this.aborted) {
+      stream.destroy(new MigrationError('destination already has a stream or was aborted'));
+      return;
+    }
+    this.attached = true;
+    const sock = createConnection(this.opts.socketPath);
+    this.socket = sock;
+    pipeline(stream, sock).catch((err: unknown) => {
+      this.failLoad(
+        new MigrationError(`migration stream to the destination QEMU broke: ${errorMessage(err)}`),
+      );
+    });
+  }
+
+  async resume(): Promise<number> {
+    const resumed = this.opts.qmp.waitForEvent('RESUME', { timeoutMs: 10_000 });
+    await this.opts.qmp.cont();
+    return (await resumed).timestampUs;
+  }
+
+  async abort(): Promise<void> {
+    this.aborted = true;
+    this.socket?.destroy();
+    this.failLoad(new MigrationError('destination aborted'));
+    await this.opts.kill();
+    await rm(this.opts.socketPath, { force: true });
+  }
+}
+
+export interface LiveMigrationResult {
+  readonly totalMs: number;
+  /** Source STOP → destination RESUME, from QEMU's event timestamps. */
+  readonly downtimeMs: number | undefined;
+  /** What QEMU's query-migrate reported as downtime on the source. */
+  readonly qemuDowntimeMs: number | undefined;
+  readonly ramBytes: number;
+  /** Bytes QEMU wrote into the migration stream. */
+  readonly streamBytes: number;
+  /** Bytes DWCP put on the wire for them. */
+  readonly wireBytes: number;
+  readonly dirtySyncCount: number;
+}
+
+/**
+ * Coordinates one live migration: waits for the source to finish pre-copy and switchover and the
+ * destination to load the state, then resumes the destination and quits the source (commit). On any
+ * failure or cancel before the destination was resumed: kills the destination and resumes the source
+ * (rollback), then rethrows. The destination is resumed only after the source QEMU completed, so there
+ * is never more than one running copy.
+ */
+export async function runLiveMigration(
+  source: MigrationSource,
+  destination: DestinationControl,
+  options: { readonly signal?: AbortSignal } = {},
+): Promise<LiveMigrationResult> {
+  const started = Date.now();
+  const onAbort = (): void => void source.cancel().catch(() => undefined);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  let summary: SourceSummary;
+  try {
+    if (options.signal?.aborted) await source.cancel();
+    [summary] = await Promise.all([source.sent, destination.loaded]);
+  } catch (err) {
+    options.signal?.removeEventListener('abort', onAbort);
+    await destination.abort().catch(() => undefined);
+    await source.rollback();
+    // A cancelled source closes its socket, so the destination may report the truncated stream first.
+    if (source.cancelled || options.signal?.aborted)
+      throw new MigrationError('migration cancelled', { code: ErrorCode.Cancelled, cause: err });
+    if (err instanceof MigrationError) throw err;
+    throw new MigrationError(`live migration failed: ${errorMessage(err)}`, { cause: err });
+  }
+  options.signal?.removeEventListener('abort', onAbort);
+  // Point of no return: the source QEMU completed (vCPUs stopped for good), the destination holds the state.
+  let resumedAtUs: number;
+  try {
+    resumedAtUs = await destination.resume();
+  } catch (err) {
+    await destination.abort().catch(() => undefined);
+    await source.rollback();
+    throw new MigrationError(`destination did not resume: ${errorMessage(err)}`, { cause: err });
+  }
+  await source.commit();
+  const info = summary.info;
+  return {
+    totalMs: Date.now() - started,
+    downtimeMs:
+      summary.stoppedAtUs === undefined ? undefined : Math.round((resumedAtUs - summary.stoppedAtUs) / 1000),
+    qemuDowntimeMs: info.downtime,
+    ramBytes: info.ram?.total ?? 0,
+    streamBytes: summary.streamBytes,
+    wireBytes: summary.wireBytes,
+    dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
+  };
+}
