@@ -350,13 +350,24 @@ export const ConfigSchema = Type.Object(
           },
         ),
         join_token: Secret('Shared secret nodes use to authenticate each other'),
+        ha_grace_seconds: Int(
+          2,
+          'HA: after a node is seen down, the leader waits the lease TTL plus this before restarting its restartPolicy always VMs elsewhere',
+          0,
+          600,
+        ),
         etcd: Section(
           {
             endpoints: Type.Array(Type.String({ minLength: 1 }), {
               default: ['http://127.0.0.1:2379'],
               description: 'etcd client URLs',
             }),
-            lease_ttl_seconds: Int(10, 'Membership lease TTL', 2, 600),
+            lease_ttl_seconds: Int(
+              4,
+              'Membership lease TTL: a dead node is seen down, and a new leader elected, within about this',
+              2,
+              600,
+            ),
             prefix: Str('/novacron', 'Key prefix for this region'),
           },
           'etcd connection (cluster.mode: etcd)',
