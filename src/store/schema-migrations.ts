@@ -183,7 +183,59 @@ export const SCHEMA_MIGRATIONS: readonly SchemaMigration[] = [
         .execute();
     },
   },
+  {
+    version: 3,
+    name: 'node_allocated: per-node allocation totals kept by triggers on allocations',
+    async up(db, kind) {
+      // reserve() read a node's usage as a sum over its allocations on every create: O(VMs on the
+      // node) per create. The totals now live in one row per node, kept by triggers (so every path
+      // that writes allocations, cascading deletes of VM rows included, keeps them exact).
+      await db.schema
+        .createTable('node_allocated')
+        .addColumn('node_id', 'text', (c) => c.primaryKey())
+        .addColumn('cpus', t(sqlTypes(kind).bigint), (c) => c.notNull())
+        .addColumn('memory_mib', t(sqlTypes(kind).bigint), (c) => c.notNull())
+        .addColumn('disk_mib', t(sqlTypes(kind).bigint), (c) => c.notNull())
+        .addColumn('allocations', t(sqlTypes(kind).bigint), (c) => c.notNull())
+        .execute();
+      await sql`insert into node_allocated (node_id, cpus, memory_mib, disk_mib, allocations)
+        select node_id, sum(cpus), sum(memory_mib), sum(disk_mib), count(*) from allocations group by node_id`.execute(
+        db,
+      );
+      for (const statement of nodeAllocatedTriggers(kind)) await sql.raw(statement).execute(db);
+    },
+  },
 ];
+
+/** The triggers that keep node_allocated equal to the per-node sums of allocations. */
+export function nodeAllocatedTriggers(kind: DialectKind): readonly string[] {
+  const add = (r: string) =>
+    `insert into node_allocated as n (node_id, cpus, memory_mib, disk_mib, allocations)
+       values (${r}.node_id, ${r}.cpus, ${r}.memory_mib, ${r}.disk_mib, 1)
+       on conflict (node_id) do update set cpus = n.cpus + excluded.cpus,
+         memory_mib = n.memory_mib + excluded.memory_mib, disk_mib = n.disk_mib + excluded.disk_mib,
+         allocations = n.allocations + 1`;
+  const sub = (r: string) =>
+    `update node_allocated set cpus = cpus - ${r}.cpus, memory_mib = memory_mib - ${r}.memory_mib,
+       disk_mib = disk_mib - ${r}.disk_mib, allocations = allocations - 1 where node_id = ${r}.node_id`;
+  if (kind === 'postgresql') {
+    return [
+      `create function novacron_node_allocated() returns trigger language plpgsql as $$
+       begin
+         if tg_op in ('DELETE', 'UPDATE') then ${sub('old')}; end if;
+         if tg_op in ('INSERT', 'UPDATE') then ${add('new')}; end if;
+         return null;
+       end $$`,
+      `create trigger allocations_node_allocated after insert or update or delete on allocations
+         for each row execute function novacron_node_allocated()`,
+    ];
+  }
+  return [
+    `create trigger allocations_node_allocated_insert after insert on allocations begin ${add('new')}; end`,
+    `create trigger allocations_node_allocated_delete after delete on allocations begin ${sub('old')}; end`,
+    `create trigger allocations_node_allocated_update after update on allocations begin ${sub('old')}; ${add('new')}; end`,
+  ];
+}
 
 /** Arbitrary constant naming NovaCron's schema lock among advisory locks (int8). */
 export const SCHEMA_LOCK_ID = 4_985_722_011;

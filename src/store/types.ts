@@ -57,6 +57,16 @@ export interface AllocationsTable {
   created_at: IsoTime;
 }
 
+/** What is allocated on each node: kept by triggers on `allocations` (every insert, update and
+ *  delete, cascades included), so reading a node's usage is one row, not a sum over its VMs. */
+export interface NodeAllocatedTable {
+  node_id: string;
+  cpus: number;
+  memory_mib: number;
+  disk_mib: number;
+  allocations: number;
+}
+
 export interface MigrationsTable {
   id: string;
   vm_id: string;
@@ -114,6 +124,7 @@ export interface Database {
   nodes: NodesTable;
   vms: VmsTable;
   allocations: AllocationsTable;
+  node_allocated: NodeAllocatedTable;
   migrations: MigrationsTable;
   events: EventsTable;
   bandwidth_samples: BandwidthSamplesTable;

@@ -267,6 +267,62 @@ for (const d of dialects) {
       );
     });
 
+    it('keeps the per-node totals equal to the sums of allocations on every write path', async () => {
+      const capacity = { cpus: 1000, memoryMib: 1_000_000, diskMib: 1_000_000 };
+      const nodes = ['tot-a', 'tot-b', 'tot-c'];
+      const ids = Array.from({ length: 24 }, (_, i) => `tot-${i}`);
+      for (const id of ids) await store.vms.insert(newVm(id, id));
+      const check = async (when: string) => {
+        for (const n of nodes)
+          assert.deepEqual(
+            await store.allocations.usage(n),
+            await store.allocations.summedUsage(n),
+            `${when}: node ${n}`,
+          );
+      };
+      await Promise.all(
+        ids.map((id, i) =>
+          store.allocations.reserve(
+            { vmId: id, nodeId: nodes[i % 3]!, cpus: 1 + (i % 4), memoryMib: 64 * (i + 1), diskMib: i },
+            capacity,
+          ),
+        ),
+      );
+      await check('after reserves');
+      assert.equal((await store.allocations.usage('tot-a')).allocations, 8);
+      // A rolled-back reservation leaves no trace in the totals.
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          await tx.vms.insert(newVm('tot-rb', 'tot-rb'));
+          await tx.allocations.reserve({ vmId: 'tot-rb', nodeId: 'tot-a', cpus: 7, memoryMib: 7 }, capacity);
+          throw new Error('roll back');
+        }),
+        /roll back/,
+      );
+      await check('after a rollback');
+      // Moved to another node (an update of the row), released, deleted with the VM (cascade).
+      await store.db
+        .updateTable('allocations')
+        .set({ node_id: 'tot-c' })
+        .where('vm_id', '=', 'tot-0')
+        .execute();
+      await store.allocations.release('tot-1');
+      await store.vms.delete('tot-2');
+      await store.transaction(async (tx) => {
+        await tx.allocations.release('tot-3');
+        await tx.vms.delete('tot-4');
+      });
+      await check('after move, release and cascade');
+      for (const id of ids) await store.vms.delete(id);
+      await check('after deleting everything');
+      assert.deepEqual(await store.allocations.usage('tot-b'), {
+        cpus: 0,
+        memoryMib: 0,
+        diskMib: 0,
+        allocations: 0,
+      });
+    });
+
     it('creates a VM once per idempotency key, even for concurrent retries', async () => {
       const create = (key: string, body: string, name: string) =>
         store.transaction(async (tx) => {

@@ -115,7 +115,26 @@ describe('schema migrations (sqlite)', () => {
         applied: [1],
         version: 1,
       });
+      // Allocations made before v3 are counted in the per-node totals v3 introduces.
+      for (const [id, node, cpus] of [
+        ['u1', 'n1', 2],
+        ['u2', 'n1', 3],
+        ['u3', 'n2', 1],
+      ] as const) {
+        await s.vms.insert({ id, name: id, spec: {}, desiredState: 'running', state: 'running' });
+        await s.db
+          .insertInto('allocations')
+          .values({ vm_id: id, node_id: node, cpus, memory_mib: 64, disk_mib: 0, created_at: 'x' })
+          .execute();
+      }
       assert.deepEqual(await s.migrate(), { applied: ALL.slice(1), version: LATEST });
+      assert.deepEqual(await s.allocations.usage('n1'), {
+        cpus: 5,
+        memoryMib: 128,
+        diskMib: 0,
+        allocations: 2,
+      });
+      assert.deepEqual(await s.allocations.usage('n2'), await s.allocations.summedUsage('n2'));
       await s.close();
     } finally {
       tmp.cleanup();

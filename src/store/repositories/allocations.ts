@@ -50,9 +50,14 @@ export class AllocationRepository {
     this.#ctx = ctx;
   }
 
-  /** Sum of what is allocated on a node. */
+  /** What is allocated on a node (its running totals: one row read, whatever the number of VMs). */
   async usage(nodeId: string): Promise<NodeUsage> {
     return usageOn(this.#db, this.#ctx, nodeId);
+  }
+
+  /** The same figures summed from the allocations one by one: `usage` must always equal this. */
+  async summedUsage(nodeId: string): Promise<NodeUsage> {
+    return summedUsage(this.#db, this.#ctx, nodeId);
   }
 
   async list(
@@ -112,7 +117,31 @@ export class AllocationRepository {
   }
 }
 
+/** A node's totals: one row of node_allocated (kept by triggers, see schema-migrations.ts v3). */
 async function usageOn(db: Kysely<Database>, ctx: RepoContext, nodeId: string): Promise<NodeUsage> {
+  const r = await guard(ctx, () =>
+    db
+      .selectFrom('node_allocated')
+      .where('node_id', '=', nodeId)
+      .select(['cpus', 'memory_mib', 'disk_mib', 'allocations'])
+      .executeTakeFirst(),
+  );
+  if (r === undefined) return { cpus: 0, memoryMib: 0, diskMib: 0, allocations: 0 };
+  return {
+    cpus: Number(r.cpus),
+    memoryMib: Number(r.memory_mib),
+    diskMib: Number(r.disk_mib),
+    allocations: Number(r.allocations),
+  };
+}
+
+/** The per-node sums computed from the allocations themselves (what node_allocated must equal);
+ *  for audits and tests. */
+export async function summedUsage(
+  db: Kysely<Database>,
+  ctx: RepoContext,
+  nodeId: string,
+): Promise<NodeUsage> {
   const r = await guard(ctx, () =>
     db
       .selectFrom('allocations')
