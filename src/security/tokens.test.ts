@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { NovaCronError } from '../errors.js';
-import { TokenAuthority, bearerToken, parseTtl, scopeAllows } from './tokens.js';
+import { TokenAuthority, VERIFIED_CACHE_MAX, bearerToken, parseTtl, scopeAllows } from './tokens.js';
 
 const key = randomBytes(32);
 
@@ -92,4 +92,30 @@ test('bearerToken', () => {
   assert.equal(bearerToken(undefined), null);
   assert.equal(bearerToken(['Bearer x', 'Bearer y']), 'x');
   assert.equal(bearerToken('Bearer a b'), null);
+});
+
+test('a verified token is remembered by its exact text, never past its expiry', async () => {
+  let now = 1_700_000_000_000;
+  const a = new TokenAuthority(key, () => now);
+  const t = await a.issue({ scope: 'read', ttlSeconds: 100 });
+  assert.equal((await a.verify(t)).scope, 'read');
+  assert.equal((await a.verify(t)).scope, 'read');
+  // Tampered text is a different key: verified in full and refused.
+  await assert.rejects(a.verify(`${t}x`), /signature invalid|token invalid/);
+  // One ms before the expiry second it is still valid; at the expiry it is refused although it
+  // was verified moments ago.
+  now = 1_700_000_099_999;
+  assert.equal((await a.verify(t)).scope, 'read');
+  now = 1_700_000_100_000;
+  await assert.rejects(a.verify(t), /token expired/);
+  // A token without expiry is verified again in full after the cache window.
+  const forever = await a.issue({ scope: 'admin' });
+  await a.verify(forever);
+  now += 10 * 60_000;
+  assert.equal((await a.verify(forever)).scope, 'admin');
+  // Bounded: many distinct tokens do not grow it without limit.
+  for (let i = 0; i < VERIFIED_CACHE_MAX + 50; i++)
+    await a.verify(await a.issue({ scope: 'read', subject: `s${i}` }));
+  assert.equal(a.rememberedTokens, VERIFIED_CACHE_MAX);
+  assert.equal((await a.verify(forever)).scope, 'admin');
 });

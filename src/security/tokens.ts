@@ -49,10 +49,21 @@ export function parseTtl(text: string): number {
   return n * unit;
 }
 
-/** Signs and verifies NovaCron tokens with one HMAC key. */
+/** How long a verified token is remembered (by its exact text), and how many are. */
+export const VERIFIED_CACHE_MS = 60_000;
+export const VERIFIED_CACHE_MAX = 1024;
+
+/**
+ * Signs and verifies NovaCron tokens with one HMAC key. Verified tokens are remembered by their
+ * exact text for up to VERIFIED_CACHE_MS (never past their expiry), so a client sending the same
+ * token on every request pays for one HMAC and claims check per minute, not per request. Only
+ * successes are remembered; the key of an authority never changes (a new key is a new authority).
+ */
 export class TokenAuthority {
   readonly #key: Uint8Array;
   readonly #now: () => number;
+  /** Token text → claims and the instant (ms) until which they may be served without verifying. */
+  readonly #verified = new Map<string, { readonly claims: TokenClaims; readonly until: number }>();
 
   /** `key` must be at least 32 bytes; `now` returns milliseconds (injected for tests). */
   constructor(key: Uint8Array, now: () => number = Date.now) {
@@ -64,6 +75,11 @@ export class TokenAuthority {
     }
     this.#key = key;
     this.#now = now;
+  }
+
+  /** How many verified tokens are remembered now (at most VERIFIED_CACHE_MAX). */
+  get rememberedTokens(): number {
+    return this.#verified.size;
   }
 
   async issue(options: IssueOptions): Promise<string> {
@@ -104,6 +120,29 @@ export class TokenAuthority {
    * signed or expired one. The message never contains the token.
    */
   async verify(token: string): Promise<TokenClaims> {
+    const now = this.#now();
+    const hit = this.#verified.get(token);
+    if (hit !== undefined) {
+      if (now < hit.until) return hit.claims;
+      this.#verified.delete(token);
+    }
+    const claims = await this.#verifyFully(token);
+    // Expired when exp <= now in whole seconds (as jose checks): serve from memory strictly before.
+    const until = Math.min(
+      now + VERIFIED_CACHE_MS,
+      claims.expiresAt === null ? Infinity : claims.expiresAt * 1000,
+    );
+    if (until > now) {
+      this.#verified.set(token, { claims, until });
+      if (this.#verified.size > VERIFIED_CACHE_MAX) {
+        const oldest = this.#verified.keys().next();
+        if (oldest.done !== true) this.#verified.delete(oldest.value);
+      }
+    }
+    return claims;
+  }
+
+  async #verifyFully(token: string): Promise<TokenClaims> {
     try {
       const { payload } = await jwtVerify(token, this.#key, {
         issuer: ISSUER,
