@@ -205,6 +205,9 @@ export interface NewVm {
   readonly desiredState: string;
   readonly state: string;
   readonly restartPolicy?: RestartPolicy;
+  /** Generation of the new row (default 1); a create that records several state changes at once
+   *  inserts the generation the row would have reached step by step. */
+  readonly generation?: number;
 }
 
 /** Fields an update may change; absent fields are left as they are. */

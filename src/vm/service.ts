@@ -211,6 +211,10 @@ export class VmService {
     if (this.#o.checkPaths) await this.#checkPaths(req);
     const id = randomUUID();
     const hash = requestHash(req);
+    if (this.simulated) {
+      const inline = await this.#createStarted(req, id, hash, idempotencyKey);
+      if (inline !== undefined) return inline;
+    }
     const outcome = await this.#tx(async (tx) => {
       if (idempotencyKey !== undefined) {
         const claim = await tx.idempotency.claim(IDEMPOTENCY_SCOPE, idempotencyKey, hash);
@@ -254,6 +258,121 @@ export class VmService {
     this.#publish(outcome.rec, VmState.Pending);
     const started = await this.#locked(id, () => this.#startNow(outcome.rec));
     return { vm: viewOf(started), replayed: false };
+  }
+
+  /**
+   * Create for a driver whose start is in process and immediate (sim): the VM is started first,
+   * then pending → scheduled → starting → running is recorded in ONE transaction (one unit of the
+   * group commit) with the allocation and one audit event per state change, at generations 1, 2
+   * and 3 as the stepwise path writes them; the 201 follows the commit. When that transaction fails
+   * (name taken, resource exhausted …) or replays an idempotency key, the started VM is destroyed.
+   * Undefined when the driver refused the start: the stepwise path then records the failure.
+   */
+  async #createStarted(
+    req: CreateVmRequest,
+    id: string,
+    hash: string,
+    idempotencyKey: string | undefined,
+  ): Promise<CreateResult | undefined> {
+    const name = req.name;
+    transition({ name, state: VmState.Pending }, VmState.Scheduled);
+    transition({ name, state: VmState.Scheduled }, VmState.Starting);
+    transition({ name, state: VmState.Starting }, VmState.Running);
+    const spec = specOf(req);
+    const labels = req.labels ?? {};
+    let handle: VmHandle;
+    try {
+      handle = await this.#o.driver.start(this.#specFor({ id, name, labels }, spec), {
+        vmDir: this.#vmDir(id),
+      });
+    } catch {
+      return undefined;
+    }
+    const undo = async () => {
+      await this.#o.driver.destroy(handle, { force: true }).catch((err: unknown) => {
+        this.#o.logger.error({ vm: name, err }, 'destroying a VM whose create was not recorded failed');
+      });
+    };
+    // Locked from before the commit: a delete of the new VM waits until its handle is attached.
+    return this.#locked(id, async () => {
+      let outcome: { rec: VmRecord } | { replay: string | null; response: unknown };
+      try {
+        outcome = await this.#tx(async (tx) => {
+          const replay = await this.#claimKey(tx, idempotencyKey, hash);
+          if (replay !== undefined) return replay;
+          const usage = await tx.allocations.usage(this.#o.nodeId);
+          const nodeId = this.#place(name, req, usage);
+          const rec = await tx.vms.insert({
+            id,
+            name,
+            spec: { ...spec, handle: handle.persisted() },
+            labels,
+            node: nodeId,
+            desiredState: 'running',
+            state: VmState.Running,
+            restartPolicy: req.restartPolicy ?? 'never',
+            generation: 3,
+          });
+          const r = await tx.allocations.reserve(
+            { vmId: id, nodeId, cpus: req.cpus, memoryMib: req.memoryMib, diskMib: 0 },
+            this.#o.capacity,
+          );
+          if (!r.ok) throw exhaustedError(r.what, r.requested, r.free, { node: nodeId });
+          const step = (
+            from: VmState,
+            to: VmState,
+            generation: number,
+            extra: Record<string, unknown> = {},
+          ) => ({
+            type: 'vm.state',
+            resourceType: 'vm',
+            resourceId: id,
+            nodeId,
+            data: { name, from, to, generation, ...extra },
+          });
+          await tx.events.appendMany([
+            step(VmState.Pending, VmState.Scheduled, 1, { created: true }),
+            step(VmState.Scheduled, VmState.Starting, 2),
+            step(VmState.Starting, VmState.Running, 3),
+          ]);
+          if (idempotencyKey !== undefined)
+            await tx.idempotency.complete(IDEMPOTENCY_SCOPE, idempotencyKey, id, viewOf(rec));
+          return { rec };
+        });
+      } catch (err) {
+        await undo();
+        throw err;
+      }
+      if ('replay' in outcome) {
+        await undo();
+        const current = outcome.replay === null ? undefined : await this.#o.store.vms.get(outcome.replay);
+        return { vm: current ? viewOf(current) : (outcome.response as VmView), replayed: true };
+      }
+      const rec = outcome.rec;
+      this.#attach(id, handle);
+      this.#publish({ ...rec, state: VmState.Scheduled, generation: 1 }, VmState.Pending);
+      this.#publish({ ...rec, state: VmState.Starting, generation: 2 }, VmState.Scheduled);
+      this.#publish(rec, VmState.Starting);
+      return { vm: viewOf(rec), replayed: false };
+    });
+  }
+
+  /** Claims an idempotency key in `tx`: undefined when the create goes ahead, the earlier outcome on
+   *  a replay; a ConflictError when the key came with another body. */
+  async #claimKey(
+    tx: StoreTx,
+    key: string | undefined,
+    hash: string,
+  ): Promise<{ replay: string | null; response: unknown } | undefined> {
+    if (key === undefined) return undefined;
+    const claim = await tx.idempotency.claim(IDEMPOTENCY_SCOPE, key, hash);
+    if (claim.status === 'mismatch')
+      throw new ConflictError(`idempotency key ${key} was used with a different request body`, {
+        key: 'Idempotency-Key',
+        hint: 'use a new key for a different request',
+      });
+    if (claim.status === 'replay') return { replay: claim.resourceId, response: claim.response };
+    return undefined;
   }
 
   async #checkPaths(req: CreateVmRequest): Promise<void> {
@@ -559,7 +678,7 @@ export class VmService {
     return updated;
   }
 
-  #specFor(vm: VmRecord, spec: StoredVmSpec): VmSpec {
+  #specFor(vm: Pick<VmRecord, 'id' | 'name' | 'labels'>, spec: StoredVmSpec): VmSpec {
     return {
       id: vm.id,
       name: vm.name,

@@ -15,7 +15,9 @@ import { VmService } from '../../src/vm/service.js';
 
 const NODE = 'node-a';
 
-async function setup(cpus: number): Promise<{ store: Store; service: VmService; dir: string }> {
+async function setup(
+  cpus: number,
+): Promise<{ store: Store; service: VmService; dir: string; driver: SimDriver }> {
   const dir = mkdtempSync(join(tmpdir(), 'nc-vm-conc-'));
   const store = await openStore({
     type: 'sqlite',
@@ -29,9 +31,10 @@ async function setup(cpus: number): Promise<{ store: Store; service: VmService; 
     poolSize: 1,
     ssl: false,
   });
+  const driver = new SimDriver();
   const service = new VmService({
     store,
-    driver: new SimDriver(),
+    driver,
     events: new EventBus(),
     logger: pino({ level: 'silent' }),
     nodeId: NODE,
@@ -42,12 +45,20 @@ async function setup(cpus: number): Promise<{ store: Store; service: VmService; 
     stopGraceMs: 0,
     checkPaths: false,
   });
-  return { store, service, dir };
+  return { store, service, dir, driver };
 }
 
-async function assertNoDrift(store: Store): Promise<{ live: number }> {
+/** Rows, allocations, the node's running totals and the driver's VMs all agree. */
+async function assertNoDrift(store: Store, driver: SimDriver, dir: string): Promise<{ live: number }> {
   const vms = (await store.vms.list({ limit: 1000 })).items;
   const usage = await store.allocations.usage(NODE);
+  assert.deepEqual(usage, await store.allocations.summedUsage(NODE), 'running totals equal the sums');
+  const running = await driver.list(join(dir, 'vms'));
+  assert.deepEqual(
+    running.map((h) => h.vmId).sort(),
+    vms.map((v) => v.id).sort(),
+    'exactly the recorded VMs run in the driver (failed creates undone)',
+  );
   const specs = vms.map((v) => v.spec as { cpus: number; memoryMib: number });
   assert.equal(usage.allocations, vms.length, 'one allocation per live VM');
   assert.equal(
@@ -63,7 +74,7 @@ async function assertNoDrift(store: Store): Promise<{ live: number }> {
 }
 
 test('1,000 concurrent creates on a node that fits 600: 600 succeed, 400 fail with 409, no drift', async () => {
-  const { store, service, dir } = await setup(600);
+  const { store, service, dir, driver } = await setup(600);
   try {
     const results = await Promise.allSettled(
       Array.from({ length: 1000 }, (_, i) => service.create({ name: `vm-${i}`, cpus: 1, memoryMib: 1024 })),
@@ -80,7 +91,7 @@ test('1,000 concurrent creates on a node that fits 600: 600 succeed, 400 fail wi
     for (const r of ok) assert.equal(r.value.vm.state, 'running');
     const ids = ok.map((r) => r.value.vm.id);
     assert.equal(new Set(ids).size, 600, 'no duplicated VM');
-    assert.equal((await assertNoDrift(store)).live, 600);
+    assert.equal((await assertNoDrift(store, driver, dir)).live, 600);
     assert.equal(service.liveHandles, 600);
   } finally {
     await service.close();
@@ -90,7 +101,7 @@ test('1,000 concurrent creates on a node that fits 600: 600 succeed, 400 fail wi
 });
 
 test('concurrent creates with duplicate names and idempotency keys, mixed with deletes: no drift', async () => {
-  const { store, service, dir } = await setup(1000);
+  const { store, service, dir, driver } = await setup(1000);
   try {
     const first = await Promise.all(
       Array.from({ length: 200 }, (_, i) => service.create({ name: `base-${i}`, cpus: 1, memoryMib: 64 })),
@@ -121,7 +132,7 @@ test('concurrent creates with duplicate names and idempotency keys, mixed with d
     });
     assert.equal(idemIds.size, 100);
     for (const set of idemIds.values()) assert.equal(set.size, 1, 'same key → same VM');
-    const { live } = await assertNoDrift(store);
+    const { live } = await assertNoDrift(store, driver, dir);
     assert.equal(live, 100 + 150 + 100);
   } finally {
     await service.close();

@@ -43,6 +43,27 @@ export class EventRepository {
     return toRecord(row);
   }
 
+  /** Appends several events in one statement, in order (their ids follow that order). */
+  async appendMany(events: readonly NewEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const at = this.#ctx.now().toISOString();
+    await guard(this.#ctx, () =>
+      this.#db
+        .insertInto('events')
+        .values(
+          events.map((e) => ({
+            at: e.at ?? at,
+            type: e.type,
+            resource_type: e.resourceType,
+            resource_id: e.resourceId,
+            node_id: e.nodeId ?? null,
+            data: toJson(e.data ?? {}),
+          })),
+        )
+        .execute(),
+    );
+  }
+
   /** Events in sequence order (oldest first), at most `limit` (default 100, max 1000); resume a
    *  watch with `afterId` = the last id seen. `newest: true` returns the last `limit` events instead
    *  (still oldest first). */

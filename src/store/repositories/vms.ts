@@ -51,7 +51,7 @@ export class VmRepository {
     this.#ctx = ctx;
   }
 
-  /** Inserts a VM at generation 1. Throws ConflictError when the id or the name is taken. */
+  /** Inserts a VM at generation 1 (or `vm.generation`). Throws ConflictError when the id or the name is taken. */
   async insert(vm: NewVm): Promise<VmRecord> {
     const at = this.#ctx.now().toISOString();
     const row = {
@@ -63,7 +63,7 @@ export class VmRepository {
       desired_state: vm.desiredState,
       state: vm.state,
       restart_policy: (vm.restartPolicy ?? 'never') satisfies RestartPolicy,
-      generation: 1,
+      generation: vm.generation ?? 1,
       error: null,
       created_at: at,
       updated_at: at,
