@@ -56,7 +56,14 @@ const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
 };
 
 export interface ErrorBody {
-  readonly error: { readonly code: string; readonly message: string; readonly details: unknown };
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly details: unknown;
+    /** Present (true) when the same request may succeed later unchanged: resource exhausted,
+     *  unavailable, a concurrent modification. Absent otherwise. */
+    readonly retryable?: true;
+  };
 }
 
 export function httpStatusOf(err: NovaCronError): number {
@@ -79,6 +86,7 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody } {
         code: e.code,
         message: e.hint && e.code !== 'internal' ? `${message} (${e.hint})` : message,
         details: e.details ?? null,
+        ...(e.retryable && e.code !== 'internal' ? { retryable: true as const } : {}),
       },
     },
   };

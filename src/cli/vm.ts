@@ -69,12 +69,28 @@ async function client(
     const text = await res.text();
     const json: unknown = text ? JSON.parse(text) : null;
     if (!res.ok) {
-      const e = (json as { error?: { code?: string; message?: string; details?: unknown } } | null)?.error;
+      const e = (
+        json as {
+          error?: { code?: string; message?: string; details?: unknown; retryable?: boolean };
+        } | null
+      )?.error;
       const code = (e?.code ?? 'internal') as (typeof ErrorCode)[keyof typeof ErrorCode];
-      throw new NovaCronError(code, `${res.status}: ${e?.message ?? text}`, { details: e?.details });
+      const retryable = e?.retryable === true;
+      throw new NovaCronError(code, `${res.status}: ${e?.message ?? text}`, {
+        details: e?.details,
+        retryable,
+        ...(retryable ? { hint: retryHint(code) } : {}),
+      });
     }
     return json;
   };
+}
+
+/** What the CLI says about an error the node marked retryable (exit code 2, see run.ts). */
+export function retryHint(code: string): string {
+  return code === 'resource_exhausted'
+    ? 'retryable: the node is full now; the same command can succeed once VMs are deleted or capacity is added'
+    : 'retryable: the same command can succeed later, unchanged';
 }
 
 function conn(cmd: Command): Command {

@@ -120,6 +120,7 @@ test('a duplicate name is 409', async () => {
   const r = await call('POST', '/api/v1/vms', { name: 'web-1', cpus: 1, memoryMib: 64 });
   assert.equal(r.status, 409);
   assert.match(r.json.error.message, /web-1/);
+  assert.equal(r.json.error.retryable, undefined, 'a taken name stays taken: not retryable');
 });
 
 test('a create that does not fit is 409 with "resource exhausted: <what> (requested X, free Y)"', async () => {
@@ -127,6 +128,7 @@ test('a create that does not fit is 409 with "resource exhausted: <what> (reques
   assert.equal(cpu.status, 409);
   assert.equal(cpu.json.error.code, 'resource_exhausted');
   assert.match(cpu.json.error.message, /^resource exhausted: cpus \(requested 7, free 6\)/);
+  assert.equal(cpu.json.error.retryable, true, 'the node may have room later');
   const mem = await call('POST', '/api/v1/vms', { name: 'big-mem', cpus: 1, memoryMib: 8000 });
   assert.equal(mem.status, 409);
   assert.match(mem.json.error.message, /^resource exhausted: memory_mib \(requested 8000, free 7168\)/);
