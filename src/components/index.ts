@@ -11,6 +11,7 @@ import { environmentComponent } from './environment.js';
 import { grpcComponent } from './grpc.js';
 import { logFileComponent } from './log-file.js';
 import { mlEngineComponent } from './ml.js';
+import { migrationComponent } from './migration.js';
 import { registrationComponent } from './registration.js';
 import { resourcesComponent } from './resources.js';
 import { securityComponent } from './security.js';
@@ -39,6 +40,7 @@ export function nodeComponents(options: GraphOptions): Component[] {
     apiComponent({ dependsOn: ['resources', 'security', 'database', 'cache', 'vms'] }),
     grpcComponent({ dependsOn: ['resources', 'security'] }),
     vmGrpcComponent({ dependsOn: ['grpc', 'vms'] }),
+    migrationComponent({ dependsOn: ['grpc', 'vms', 'database', 'data-dir'] }),
     mlEngineComponent({ dependsOn: ['environment'] }),
     // post
     registrationComponent({ dependsOn: ['api', 'grpc', 'database', 'cluster'] }),

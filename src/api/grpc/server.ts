@@ -34,6 +34,11 @@ export interface GrpcServiceRegistration {
   readonly packageDefinition?: PackageDefinition;
   /** Methods (by name as in the .proto) a read-scope token may call; every other method needs admin. */
   readonly readMethods?: readonly string[];
+  /**
+   * Replaces bearer API-token authorisation for this service (e.g. node-to-node services that accept
+   * only the cluster's join token). Rejects with a NovaCronError (unauthenticated) to refuse the call.
+   */
+  readonly authorize?: (metadata: grpc.Metadata) => Promise<void>;
 }
 
 /** What the grpc component publishes in `services.grpc`. */
@@ -105,7 +110,10 @@ function withAuth(
     const handler: AnyHandler = (call, callback) => {
       const c = call as grpc.ServerUnaryCall<unknown, unknown>;
       const token = bearerToken(c.metadata.get('authorization').map(String));
-      security.tokens.authorize(token, need).then(
+      const check = reg.authorize
+        ? reg.authorize(c.metadata)
+        : security.tokens.authorize(token, need).then(() => undefined);
+      check.then(
         () => original.call(reg.implementation, call, callback),
         (err: unknown) => {
           if (unaryLike) (callback as grpc.sendUnaryData<unknown>)(toGrpcError(err));

@@ -17,6 +17,7 @@ import { systemRoutes } from './system.js';
 import { authHook } from './auth.js';
 import { registerRequestTracing } from './request-tracing.js';
 import { vmRoutes } from './vms.js';
+import { migrationRoutes } from './migrations.js';
 import { clusterRoutes, fenceGuard } from './cluster.js';
 import { eventsWebSocketRoute } from '../ws/events.js';
 import { MIN_TLS_VERSION } from '../../security/tls.js';
@@ -130,6 +131,7 @@ export async function buildRestServer(
   await app.register(async (scoped) => systemRoutes(scoped, deps));
   await app.register(async (scoped) => eventsWebSocketRoute(scoped, deps.events));
   await app.register(async (scoped) => vmRoutes(scoped, deps));
+  await app.register(async (scoped) => migrationRoutes(scoped, deps));
   await app.register(async (scoped) => clusterRoutes(scoped, deps));
   for (const plugin of plugins) await app.register(async (scoped) => plugin(scoped, deps));
   return app;

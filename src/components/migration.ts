@@ -1,0 +1,93 @@
+// Service component "migrations": the node's migration manager (src/migration/manager.ts). It opens
+// the DWCP receiver of incoming migrations on dwcp.listen_port, registers novacron.v1.MigrationService
+// (peers authenticate with cluster.join_token), settles migrations interrupted by a restart, and
+// publishes `services.migrations` for REST (/api/v1/vms/{id}/migrate, /api/v1/migrations/{id}).
+// Live migration needs the QEMU driver and a join token; without them the component is up but says
+// why migrations are unavailable (and the API answers with that reason).
+import { join } from 'node:path';
+import type { Component } from '../boot/component.js';
+import { requireService } from '../boot/services.js';
+import type { MigrationManager } from '../migration/manager.js';
+import { nodeCapacityOf } from './vms.js';
+
+export interface MigrationsService {
+  /** The manager, or undefined when this node cannot migrate (see `unavailable`). */
+  readonly manager: MigrationManager | undefined;
+  /** Why migrations are unavailable on this node. */
+  readonly unavailable: string | undefined;
+}
+
+declare module '../boot/services.js' {
+  interface Services {
+    migrations?: MigrationsService;
+  }
+}
+
+export function migrationComponent(options: { dependsOn: readonly string[] }): Component {
+  let manager: MigrationManager | undefined;
+  let detail = 'not started';
+  return {
+    name: 'migrations',
+    phase: 'service',
+    dependsOn: options.dependsOn,
+    critical: false,
+    async start(ctx) {
+      const vms = requireService(ctx.services, 'vms');
+      const store = requireService(ctx.services, 'store');
+      const grpc = requireService(ctx.services, 'grpc');
+      const c = ctx.config;
+      let unavailable: string | undefined;
+      if (vms.driverName !== 'qemu')
+        unavailable = `the ${vms.driverName} VM driver cannot live-migrate (vm.driver: qemu)`;
+      else if (c.cluster.join_token === '')
+        unavailable = 'cluster.join_token is empty: peers cannot authenticate each other';
+      else if (!c.dwcp.enabled) unavailable = 'dwcp.enabled is false: migrations are carried by DWCP';
+      if (unavailable) {
+        ctx.services.migrations = { manager: undefined, unavailable };
+        detail = `unavailable: ${unavailable}`;
+        ctx.logger.info({ reason: unavailable }, 'live migration unavailable on this node');
+        return;
+      }
+      const [{ MigrationManager }, { migrationServiceRegistration }] = await Promise.all([
+        import('../migration/manager.js'),
+        import('../api/grpc/migration-service.js'),
+      ]);
+      const dataDir = ctx.services.dataDir ?? c.system.data_dir;
+      const profile = c.dwcp.profiles.internet;
+      const m = await MigrationManager.open({
+        store,
+        vms,
+        events: ctx.events,
+        logger: {
+          info: (f, msg) => ctx.logger.info(f, msg),
+          warn: (f, msg) => ctx.logger.warn(f, msg),
+          error: (f, msg) => ctx.logger.error(f, msg),
+        },
+        nodeId: c.system.node_id,
+        peers: c.cluster.peers,
+        joinToken: c.cluster.join_token,
+        vmsRoot: join(dataDir, 'vms'),
+        capacity: nodeCapacityOf(c, ctx.services.host),
+        dwcp: {
+          host: c.api.host,
+          port: c.dwcp.listen_port,
+          encrypt: c.dwcp.features.encryption,
+          // Migration streams are CPU-bound on the encoder: a few streams and fast zstd (docs/migration.md).
+          streams: Math.min(2, profile.streams),
+          codec: { codec: 'zstd', level: 1 },
+        },
+      });
+      manager = m;
+      grpc.addService(migrationServiceRegistration(() => m, c.cluster.join_token));
+      ctx.services.migrations = { manager: m, unavailable: undefined };
+      await m.recover();
+      detail = `DWCP receiver on port ${m.dwcpPort}; peers: ${c.cluster.peers.map((p) => p.name).join(', ') || 'none'}`;
+    },
+    async stop(ctx) {
+      delete ctx.services.migrations;
+      await manager?.close();
+      manager = undefined;
+    },
+    health: () => ({ status: 'up', detail }),
+  };
+}

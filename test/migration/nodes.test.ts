@@ -1,0 +1,298 @@
+// Node-to-node live migration between two real `novacron start` processes (own data dirs, ports,
+// SQLite each), real QEMU (TCG) with the test guest dirtying memory and printing heartbeats:
+// the migration over REST, its heartbeat continuing on the destination; bad requests; a wrong join
+// token; cancel mid-transfer; each node SIGKILLed mid-transfer and restarted. After every case exactly
+// one QEMU runs the VM and both databases agree.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { MigrationPeerClient } from '../../src/api/grpc/migration-service.js';
+import { findQemuPidsUnder } from '../../src/vm/drivers/qemu/process.js';
+import { waitForSerialLine } from '../../src/vm/drivers/qemu/serial.js';
+import { freePort } from '../helpers/ports.js';
+import { GUEST_READY_LINE, ensureTestGuest, qemuUnavailable, type TestGuest } from '../vm/guest.js';
+import { api, openNodeStore, startNodeProcess, type NodeProcess } from '../vm-api/node-process.js';
+
+const skip = await qemuUnavailable();
+if (skip) console.log(`# skipping node-to-node migration tests: ${skip}`);
+
+const TOKEN = 'node-migration-test-join-token';
+const HEARTBEAT = /^NOVACRON-HEARTBEAT (\d+)/;
+
+interface Migration {
+  id: string;
+  state: string;
+  phase: string;
+  bytesSent: number;
+  bytesTotal: number | null;
+  downtimeMs: number | null;
+  totalMs: number | null;
+  error: string | null;
+  progress: Record<string, unknown>;
+}
+interface Vm {
+  id: string;
+  name: string;
+  node: string | null;
+  state: string;
+  pid: number | null;
+}
+
+interface Side {
+  name: 'n1' | 'n2';
+  dataDir: string;
+  ports: { rest: number; grpc: number; dwcp: number };
+  node?: NodeProcess | undefined;
+}
+
+describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? false }, () => {
+  let guest: TestGuest;
+  const sides: Record<'n1' | 'n2', Side> = {
+    n1: { name: 'n1', dataDir: '', ports: { rest: 0, grpc: 0, dwcp: 0 } },
+    n2: { name: 'n2', dataDir: '', ports: { rest: 0, grpc: 0, dwcp: 0 } },
+  };
+  const other = (s: Side): Side => (s.name === 'n1' ? sides.n2 : sides.n1);
+
+  async function boot(s: Side): Promise<NodeProcess> {
+    const peer = other(s);
+    s.node = await startNodeProcess(s.dataDir, {
+      'system.node_id': s.name,
+      'api.rest_port': s.ports.rest,
+      'api.grpc_port': s.ports.grpc,
+      'dwcp.listen_port': s.ports.dwcp,
+      'cluster.join_token': TOKEN,
+      'cluster.peers': JSON.stringify([{ name: peer.name, url: `http://127.0.0.1:${peer.ports.grpc}` }]),
+      'vm.driver': 'qemu',
+      'vm.accel': 'tcg',
+      'vm.stop_grace_seconds': 1,
+      'node.capacity.cpus': 4,
+      'node.capacity.memory_mib': 2048,
+      'node.capacity.disk_gib': 1,
+      'ml.enabled': 'false',
+    });
+    return s.node;
+  }
+
+  async function qemuPids(s: Side): Promise<number[]> {
+    return [...(await findQemuPidsUnder(join(s.dataDir, 'vms'))).keys()];
+  }
+
+  async function createVm(name: string): Promise<Vm> {
+    const r = await api(sides.n1.node!, 'POST', '/api/v1/vms', {
+      name,
+      cpus: 1,
+      memoryMib: 128,
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      // Keeps rewriting 16 MiB at 4 passes a second while it prints its heartbeat.
+      cmdline: `${guest.cmdline} novacron.dirty_mib=16 novacron.dirty_rate=4`,
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    const vm = r.json as Vm;
+    await waitForSerialLine(serialLog(sides.n1, vm.id), new RegExp(GUEST_READY_LINE), { timeoutMs: 90_000 });
+    await waitForSerialLine(serialLog(sides.n1, vm.id), HEARTBEAT, { timeoutMs: 30_000 });
+    return vm;
+  }
+
+  const serialLog = (s: Side, vmId: string): string => join(s.dataDir, 'vms', vmId, 'serial.log');
+  function lastHeartbeat(path: string): number {
+    const beats = readFileSync(path, 'utf8')
+      .split('\n')
+      .map((l) => HEARTBEAT.exec(l.trim())?.[1])
+      .filter((x): x is string => x !== undefined);
+    return Number(beats.at(-1) ?? -1);
+  }
+  async function nextHeartbeat(path: string): Promise<number> {
+    const from = readFileSync(path).length;
+    const line = await waitForSerialLine(path, HEARTBEAT, { timeoutMs: 30_000, fromOffset: from });
+    return Number(HEARTBEAT.exec(line.trim())?.[1]);
+  }
+
+  async function migrate(vm: Vm, body: Record<string, unknown> = {}): Promise<Migration> {
+    const r = await api(sides.n1.node!, 'POST', `/api/v1/vms/${vm.name}/migrate`, { target: 'n2', ...body });
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    return r.json as Migration;
+  }
+  async function poll(
+    node: NodeProcess,
+    id: string,
+    until: (m: Migration) => boolean,
+    timeoutMs = 120_000,
+  ): Promise<Migration> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await api(node, 'GET', `/api/v1/migrations/${id}`);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const m = r.json as Migration;
+      if (until(m)) return m;
+      if (Date.now() > deadline) throw new Error(`migration ${id} stuck: ${JSON.stringify(m)}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+  const ended = (m: Migration): boolean => ['completed', 'failed', 'cancelled'].includes(m.state);
+  const midTransfer = (m: Migration): boolean => ended(m) || (m.phase === 'transfer' && m.bytesSent > 0);
+
+  /** Both databases: the VM is on `where` and running; the other node has no running row of it. */
+  async function assertDatabases(
+    vmId: string,
+    where: Side,
+    migrationId: string,
+    state: string,
+  ): Promise<void> {
+    const stores = await Promise.all([openNodeStore(sides.n1.dataDir), openNodeStore(sides.n2.dataDir)]);
+    try {
+      const [a, b] = stores;
+      const onA = await a.vms.get(vmId);
+      const onB = await b.vms.get(vmId);
+      const here = where.name === 'n1' ? onA : onB;
+      assert.equal(here?.state, 'running', `VM row on ${where.name} running`);
+      assert.equal(here?.node, where.name);
+      const there = where.name === 'n1' ? onB : onA;
+      // The other node either has no row, or a row saying the VM runs on `where`.
+      if (there) assert.equal(there.node, where.name, `the other node's row points at ${where.name}`);
+      assert.equal((await a.migrations.get(migrationId))?.state, state, 'migration state on n1');
+      assert.equal(
+        (await a.allocations.list({ vmId }))?.length ?? 0,
+        where.name === 'n1' ? 1 : 0,
+        'n1 allocation',
+      );
+      assert.equal(
+        (await b.allocations.list({ vmId }))?.length ?? 0,
+        where.name === 'n2' ? 1 : 0,
+        'n2 allocation',
+      );
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  }
+
+  /** Exactly one QEMU of the VM, under `where`'s data dir, and its heartbeat continues. */
+  async function assertOneCopy(vmId: string, where: Side): Promise<void> {
+    assert.equal((await qemuPids(where)).length, 1, `one QEMU under ${where.name}`);
+    assert.equal((await qemuPids(other(where))).length, 0, `no QEMU under ${other(where).name}`);
+    const log = serialLog(where, vmId);
+    const last = lastHeartbeat(log);
+    const next = await nextHeartbeat(log);
+    assert.ok(next > last, `heartbeat continues on ${where.name}: ${next} after ${last}`);
+  }
+
+  before(async () => {
+    guest = await ensureTestGuest();
+    for (const s of Object.values(sides)) {
+      s.dataDir = mkdtempSync(join(tmpdir(), `nc-mig-${s.name}-`));
+      s.ports = { rest: await freePort(), grpc: await freePort(), dwcp: await freePort() };
+    }
+    await Promise.all([boot(sides.n1), boot(sides.n2)]);
+  });
+
+  after(async () => {
+    for (const s of Object.values(sides)) {
+      s.node?.cli.child.kill('SIGKILL');
+      for (const pid of await qemuPids(s)) process.kill(pid, 'SIGKILL');
+    }
+    for (const s of Object.values(sides)) rmSync(s.dataDir, { recursive: true, force: true });
+  });
+
+  test('bad requests are 4xx naming what is wrong; a wrong join token is refused', async () => {
+    const n1 = sides.n1.node!;
+    const unknownVm = await api(n1, 'POST', '/api/v1/vms/nope/migrate', { target: 'n2' });
+    assert.equal(unknownVm.status, 404);
+    assert.match(JSON.stringify(unknownVm.json), /nope/);
+    const badPeer = await api(n1, 'POST', '/api/v1/vms/nope/migrate', { target: 'n9' });
+    assert.equal(badPeer.status, 400);
+    assert.match(JSON.stringify(badPeer.json), /no peer named n9/);
+    const noTarget = await api(n1, 'POST', '/api/v1/vms/nope/migrate', { live: true });
+    assert.equal(noTarget.status, 400);
+    assert.match(JSON.stringify(noTarget.json), /target/);
+    assert.equal((await api(n1, 'GET', '/api/v1/migrations/0000')).status, 404);
+    const intruder = new MigrationPeerClient(
+      { name: 'n2', url: `http://127.0.0.1:${sides.n2.ports.grpc}` },
+      'wrong',
+    );
+    try {
+      await assert.rejects(intruder.get('x'), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'unauthenticated');
+        assert.match(err.message, /join token does not match cluster\.join_token/);
+        return true;
+      });
+    } finally {
+      intruder.close();
+    }
+  });
+
+  test('live migration: the heartbeat continues on the destination, one QEMU, both databases agree', async () => {
+    const vm = await createVm('mig-live');
+    const before = lastHeartbeat(serialLog(sides.n1, vm.id));
+    const started = await migrate(vm, { maxDowntimeMs: 300 });
+    assert.equal(started.state, 'pending');
+    const m = await poll(sides.n1.node!, started.id, ended);
+    assert.equal(m.state, 'completed', JSON.stringify(m));
+    assert.ok(m.totalMs! > 0 && m.downtimeMs !== null && m.bytesSent > 0, JSON.stringify(m));
+    const first = await nextHeartbeat(serialLog(sides.n2, vm.id));
+    assert.ok(
+      first > before && first <= lastHeartbeat(serialLog(sides.n1, vm.id)) + 3,
+      `continues: ${first} after ${before}`,
+    );
+    const onB = (await api(sides.n2.node!, 'GET', `/api/v1/vms/${vm.name}`)).json as Vm;
+    assert.equal(onB.state, 'running');
+    assert.equal(onB.node, 'n2');
+    const onA = (await api(sides.n1.node!, 'GET', `/api/v1/vms/${vm.name}`)).json as Vm;
+    assert.equal(onA.node, 'n2');
+    assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/migrations/${m.id}`)).json && true, true);
+    await assertOneCopy(vm.id, sides.n2);
+    await assertDatabases(vm.id, sides.n2, m.id, 'completed');
+    console.log(
+      `# live migration: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms, wire ${(m.bytesSent / 2 ** 20).toFixed(1)} MiB, ` +
+        `stream ${(Number(m.progress['streamBytes']) / 2 ** 20).toFixed(1)} MiB, guest RAM ${(Number(m.progress['ramBytes']) / 2 ** 20).toFixed(0)} MiB`,
+    );
+    // Clean up on n2 for the next tests.
+    assert.equal((await api(sides.n2.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
+  });
+
+  test('cancel mid-transfer: cancelled, the source runs on, the destination has nothing', async () => {
+    const vm = await createVm('mig-cancel');
+    const started = await migrate(vm);
+    const mid = await poll(sides.n1.node!, started.id, midTransfer);
+    assert.equal(mid.state, 'running', `still running when cancelled: ${JSON.stringify(mid)}`);
+    const r = await api(sides.n1.node!, 'DELETE', `/api/v1/migrations/${started.id}`);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal((r.json as Migration).state, 'cancelled');
+    assert.equal((await api(sides.n1.node!, 'DELETE', `/api/v1/migrations/${started.id}`)).status, 409);
+    assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/vms/${vm.name}`)).status, 404);
+    await assertOneCopy(vm.id, sides.n1);
+    await assertDatabases(vm.id, sides.n1, started.id, 'cancelled');
+    assert.equal((await api(sides.n1.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
+  });
+
+  test('source node SIGKILLed mid-transfer: after its restart the source runs, the destination has nothing', async () => {
+    const vm = await createVm('mig-kill-src');
+    const started = await migrate(vm);
+    await poll(sides.n1.node!, started.id, midTransfer);
+    await sides.n1.node!.kill();
+    // The destination gives up by itself once the source's control call broke.
+    const deadline = Date.now() + 30_000;
+    while ((await qemuPids(sides.n2)).length > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await qemuPids(sides.n2)).length, 0, 'destination QEMU killed after the source died');
+    const n1 = await boot(sides.n1);
+    const m = await poll(n1, started.id, ended);
+    assert.equal(m.state, 'failed', JSON.stringify(m));
+    await assertOneCopy(vm.id, sides.n1);
+    await assertDatabases(vm.id, sides.n1, started.id, 'failed');
+    assert.equal((await api(n1, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
+  });
+
+  test('destination node SIGKILLed mid-transfer: the source rolls back; after its restart the destination has nothing', async () => {
+    const vm = await createVm('mig-kill-dst');
+    const started = await migrate(vm);
+    await poll(sides.n1.node!, started.id, midTransfer);
+    await sides.n2.node!.kill();
+    const m = await poll(sides.n1.node!, started.id, ended);
+    assert.equal(m.state, 'failed', JSON.stringify(m));
+    await boot(sides.n2);
+    await assertOneCopy(vm.id, sides.n1);
+    await assertDatabases(vm.id, sides.n1, started.id, 'failed');
+  });
+});
