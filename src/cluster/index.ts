@@ -14,3 +14,7 @@ export { buildClusterView, NodeStatus } from './status.js';
 export type { ClusterNodeView, ClusterView } from './status.js';
 export { readClusterStatus } from './status-reader.js';
 export { Keys, normalisePrefix } from './keys.js';
+export { RegionLeader } from './region.js';
+export type { RegionLeaderOptions, PassSummary } from './region.js';
+export { capacityOf, downLongEnough, planRegion, regionSnapshot } from './placement.js';
+export type { PlanInput, RegionPlan } from './placement.js';

@@ -8,6 +8,7 @@
  *                                its create revision is the leader's term
  *   assignments/<node>/<vm>      an assignment written by the leader (Assignment JSON)
  *   acks/<node>/<vm>             the node agent's acknowledgement of an assignment (AssignmentAck JSON)
+ *   pending/<vm>                 a create recorded `pending` in the shared database, for the leader to place
  */
 export const Keys = {
   nodesPrefix: 'nodes/',
@@ -19,6 +20,9 @@ export const Keys = {
   assignment: (node: string, vm: string): string => `assignments/${node}/${vm}`,
   acksPrefix: (node: string): string => `acks/${node}/`,
   ack: (node: string, vm: string): string => `acks/${node}/${vm}`,
+  assignmentsRoot: 'assignments/',
+  pendingPrefix: 'pending/',
+  pending: (vm: string): string => `pending/${vm}`,
 } as const;
 
 /** A region prefix normalised to end with exactly one `/` (etcd keys are bytes; `/novacron` and `/novacron/` are the same region). */

@@ -18,8 +18,10 @@ import type {
   SessionState,
 } from '../cluster/index.js';
 import type { NodeAnnouncement, NodeRegistrar } from './registration.js';
-// Type-only: declares services.api read here.
+import { nodeCapacityOf } from './vms.js';
+// Type-only: declares services.api, services.store and services.vms read here.
 import type {} from './api.js';
+import type {} from '../store/index.js';
 
 /** What the rest of the node (API, CLI through the API) knows about the region. */
 export interface ClusterService {
@@ -113,10 +115,14 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
   let membership: Membership | null = null;
   let election: Election | null = null;
   let registerError = '';
+  /** Region work of this node (cluster mode on a shared PostgreSQL): agent, leader, fencing. */
+  let regionStop: (() => Promise<void>) | null = null;
   let mode: 'single' | 'etcd' = 'single';
   let service: ClusterService | null = null;
 
   const release = async (): Promise<void> => {
+    await regionStop?.().catch(() => undefined);
+    regionStop = null;
     await election?.stop().catch(() => undefined);
     election = null;
     if (session?.state === 'ready') await membership?.leave().catch(() => undefined);
@@ -153,7 +159,11 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         connectEtcd,
         buildClusterView,
         listKnownNodes,
+        AssignmentAgent,
+        RegionLeader,
+        Keys,
       } = await import('../cluster/index.js');
+      const { schedulerOptionsFromConfig } = await import('../scheduler/index.js');
       const nodeId = ctx.config.system.node_id;
       const region = ctx.config.system.cluster_id;
       const endpoints = cfg.etcd.endpoints;
@@ -261,28 +271,113 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
       const registrar: NodeRegistrar = {
         kind: 'etcd',
         async register(node) {
+          // announce what the node offers to VMs (overcommit applied), as the local scheduler does
+          const offered = nodeCapacityOf(ctx.config, ctx.services.host);
           try {
-            membership = await Membership.join(c, s, nodeInfoOf(node));
+            membership = await Membership.join(c, s, {
+              ...nodeInfoOf(node),
+              capacity: {
+                cpus: offered.cpus,
+                memoryMiB: offered.memoryMib,
+                diskGiB: Math.floor(offered.diskMib / 1024),
+              },
+            });
           } catch (err) {
             registerError = (err as Error).message;
             throw err;
           }
           registerError = '';
+          // Records shared by the region: the leader places, agents start what they are assigned.
+          const vms = ctx.services.vms;
+          const store = ctx.services.store;
+          const shared =
+            ctx.config.database.type === 'postgresql' && vms !== undefined && store !== undefined;
+          let leader: InstanceType<typeof RegionLeader> | null = null;
+          if (shared) {
+            const policies = new Map<string, string>();
+            const refreshPolicies = async (): Promise<void> => {
+              if (s.state !== 'ready') return;
+              const page = await store.vms.list({ filters: { node: nodeId }, limit: 1000 });
+              policies.clear();
+              for (const v of page.items) policies.set(v.id, v.restartPolicy);
+            };
+            await refreshPolicies().catch(() => undefined);
+            const policyTimer = setInterval(() => void refreshPolicies().catch(() => undefined), 2000);
+            policyTimer.unref();
+            const offFence = s.onFence(() => {
+              void vms
+                .fence((id) => policies.get(id))
+                .then((ids) => {
+                  ctx.logger.warn({ vms: ids }, `fenced: stopped ${ids.length} HA VM(s) on this node`);
+                  ctx.events.publish('cluster.fenced-vms', { id: nodeId, vms: ids });
+                });
+            });
+            vms.setRegionHooks({
+              isFenced: () => s.state !== 'ready',
+              placementRequested: (id) => {
+                void c.kv
+                  .put(Keys.pending(id))
+                  .value(nodeId)
+                  .catch((err: unknown) =>
+                    ctx.logger.warn(
+                      { vmId: id, err: (err as Error).message },
+                      'could not tell the leader about a create (its periodic pass will place it)',
+                    ),
+                  );
+              },
+            });
+            const agent = await AssignmentAgent.start(c, nodeId, {
+              onAssign: async (a) => {
+                const r = await vms.runAssigned(a.vm);
+                if (r === 'running')
+                  policies.set(a.vm, (await store.vms.get(a.vm))?.restartPolicy ?? 'always');
+                return r === 'ignored' ? 'accepted' : r;
+              },
+              onRemove: async (vm) => {
+                await vms.dropIfNotOurs(vm);
+              },
+            });
+            leader = new RegionLeader({
+              conn: c,
+              session: s,
+              region,
+              nodeId,
+              store,
+              members: mw,
+              scheduler: schedulerOptionsFromConfig(ctx.config.scheduler),
+              leaseTtlMs: cfg.etcd.lease_ttl_seconds * 1000,
+              graceMs: cfg.ha_grace_seconds * 1000,
+              logger: ctx.logger,
+              publish: (type, data) => ctx.events.publish(type, data),
+            });
+            const l = leader;
+            regionStop = async () => {
+              clearInterval(policyTimer);
+              offFence();
+              vms.setRegionHooks(undefined);
+              await l.stop();
+              await agent.close();
+            };
+          }
           election = new Election(c, s, {
             region,
             nodeId,
             onElected: (t) => {
               ctx.logger.info({ term: t.revision }, `this node leads region ${region}`);
               ctx.events.publish('cluster.elected', { id: nodeId, term: t.revision });
+              void leader?.lead(t);
             },
             onDeposed: (t, reason) => {
               ctx.logger.warn({ term: t.revision, reason }, `this node no longer leads region ${region}`);
               ctx.events.publish('cluster.deposed', { id: nodeId, term: t.revision, reason });
+              void leader?.stop();
             },
           });
           election.start();
         },
         async deregister() {
+          await regionStop?.().catch(() => undefined);
+          regionStop = null;
           await election?.stop().catch(() => undefined);
           election = null;
           if (s.state === 'ready') await membership?.leave().catch(() => undefined);

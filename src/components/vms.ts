@@ -68,6 +68,8 @@ export function vmsComponent(options: { dependsOn: readonly string[] }): Compone
         scheduler: schedulerOptionsFromConfig(ctx.config.scheduler),
         stopGraceMs: ctx.config.vm.stop_grace_seconds * 1000,
         checkPaths: !simulated,
+        // Cluster mode on a shared PostgreSQL: the region's leader places creates (src/cluster/region.ts).
+        regionPlacement: ctx.config.cluster.mode === 'etcd' && ctx.config.database.type === 'postgresql',
       });
       await s.reconcile();
       service = s;

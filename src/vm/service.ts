@@ -12,6 +12,7 @@ import {
   InvalidStateError,
   NotFoundError,
   ResourceExhaustedError,
+  UnavailableError,
   ValidationError,
 } from '../errors.js';
 import type { EventBus } from '../boot/events.js';
@@ -56,6 +57,20 @@ export interface VmServiceOptions {
   readonly stopGraceMs: number;
   /** Check that kernel, initrd and disk paths exist (real drivers). */
   readonly checkPaths: boolean;
+  /**
+   * Cluster mode with records shared by the region (PostgreSQL): a create is recorded `pending`
+   * with no node and placed by the region's leader (src/cluster/region.ts); unplaced rows are not
+   * rolled back at boot. Default false: this node places and starts what it creates.
+   */
+  readonly regionPlacement?: boolean;
+}
+
+/** Set by cluster mode (src/components/cluster.ts) once the node has joined its region. */
+export interface RegionHooks {
+  /** A create was recorded `pending`: tell the leader. Must not throw. */
+  readonly placementRequested: (vmId: string) => void;
+  /** True while the node is fenced: no VM may be started here (not even an HA restart). */
+  readonly isFenced: () => boolean;
 }
 
 export interface ListVmsQuery {
@@ -120,6 +135,7 @@ export class VmService {
   readonly #expectedExit = new Set<string>();
   readonly #locks = new Map<string, Promise<void>>();
   #closed = false;
+  #region: RegionHooks | undefined;
   readonly #queue: TxJob[] = [];
   #flushing = false;
 
@@ -211,7 +227,7 @@ export class VmService {
     if (this.#o.checkPaths) await this.#checkPaths(req);
     const id = randomUUID();
     const hash = requestHash(req);
-    if (this.simulated) {
+    if (this.simulated && this.#o.regionPlacement !== true) {
       const inline = await this.#createStarted(req, id, hash, idempotencyKey);
       if (inline !== undefined) return inline;
     }
@@ -227,6 +243,22 @@ export class VmService {
             },
           );
         if (claim.status === 'replay') return { replay: claim.resourceId, response: claim.response };
+      }
+      if (this.#o.regionPlacement === true) {
+        const rec = await tx.vms.insert({
+          id,
+          name: req.name,
+          spec: specOf(req),
+          labels: req.labels ?? {},
+          node: null,
+          desiredState: 'running',
+          state: VmState.Pending,
+          restartPolicy: req.restartPolicy ?? 'never',
+        });
+        await this.#audit(tx, rec, VmState.Pending, { created: true });
+        if (idempotencyKey !== undefined)
+          await tx.idempotency.complete(IDEMPOTENCY_SCOPE, idempotencyKey, id, viewOf(rec));
+        return { rec, pending: true };
       }
       transition({ name: req.name, state: VmState.Pending }, VmState.Scheduled);
       const usage = await tx.allocations.usage(this.#o.nodeId);
@@ -256,6 +288,10 @@ export class VmService {
       return { vm: current ? viewOf(current) : (outcome.response as VmView), replayed: true };
     }
     this.#publish(outcome.rec, VmState.Pending);
+    if ('pending' in outcome) {
+      this.#region?.placementRequested(id);
+      return { vm: viewOf(outcome.rec), replayed: false };
+    }
     const started = await this.#locked(id, () => this.#startNow(outcome.rec));
     return { vm: viewOf(started), replayed: false };
   }
@@ -793,7 +829,7 @@ export class VmService {
           });
         }
         this.#o.logger.warn({ vm: vm.name, reason: exit.reason, guest: exit.guest }, 'vm exited');
-        if (vm.restartPolicy === 'always' && vm.desiredState === 'running') {
+        if (vm.restartPolicy === 'always' && vm.desiredState === 'running' && !this.#region?.isFenced()) {
           await this.#startNow(vm);
         }
       });
@@ -823,7 +859,11 @@ export class VmService {
       cursor = page.nextCursor;
     } while (cursor !== undefined);
     // Rows never placed (a crash before placement cannot leave one, but be safe) are rolled back below.
-    const unplaced = await this.#o.store.vms.list({ filters: { node: null }, limit: 1000 });
+    // Cluster mode: unplaced rows are creates waiting for the region's leader, not leftovers.
+    const unplaced =
+      this.#o.regionPlacement === true
+        ? { items: [] }
+        : await this.#o.store.vms.list({ filters: { node: null }, limit: 1000 });
     const known = rows
       .map((r) => parseStoredSpec(r.spec).handle)
       .filter((h): h is NonNullable<typeof h> => h !== null && h.driver === this.#o.driver.name);
@@ -927,31 +967,119 @@ export class VmService {
     return this.#change(vm, VmState.Stopped, { spec: { ...spec, handle: null } });
   }
 
-  // ------------------------------------------------------------------ live migration hooks (src/migration)
+  // ------------------------------------------------------------------ cluster mode hooks (src/cluster)
 
-  /** The VM driver (live migration drives QEMU's migration through it). */
-  get driver(): VmDriver {
-    return this.#o.driver;
+  setRegionHooks(hooks: RegionHooks | undefined): void {
+    this.#region = hooks;
   }
 
-  /** The live driver handle of a VM in this process, if any. */
-  driverHandle(id: string): VmHandle | undefined {
-    return this.#handles.get(id);
+  /** Ids of the VMs with a live process on this node (the driver's view, not the database's). */
+  localVmIds(): string[] {
+    return [...this.#handles.keys()];
   }
 
-  /** Watches a process that a live migration brought to this node, like one this service started. */
-  adoptHandle(id: string, handle: VmHandle): void {
-    this.#attach(id, handle);
+  /**
+   * Carries out an assignment of the region's leader: starts the VM here when its row says it is
+   * placed on this node and should run. `ignored`: the row is gone, elsewhere, not to run, or busy
+   * (migrating, stopping). Refused (UnavailableError) while fenced.
+   */
+  async runAssigned(id: string): Promise<'running' | 'failed' | 'ignored'> {
+    return this.#locked(id, async () => {
+      let vm = await this.#o.store.vms.get(id);
+      if (vm === undefined || vm.node !== this.#o.nodeId || vm.desiredState !== 'running') return 'ignored';
+      if (this.#handles.has(id)) return 'running';
+      if (this.#region?.isFenced())
+        throw new UnavailableError(`vm ${vm.name}: this node is fenced and starts nothing`);
+      if (vm.state === VmState.Running) {
+        const spec = parseStoredSpec(vm.spec);
+        vm = await this.#change(vm, VmState.Failed, {
+          spec: { ...spec, handle: null },
+          error: 'process not found on its node',
+        });
+      }
+      if (
+        vm.state !== VmState.Scheduled &&
+        vm.state !== VmState.Failed &&
+        vm.state !== VmState.Starting &&
+        vm.state !== VmState.Stopped
+      )
+        return 'ignored';
+      const started = await this.#startNow(vm);
+      return started.state === VmState.Running ? 'running' : 'failed';
+    });
   }
 
-  /** A live migration takes the VM's process over (it quits on commit): stop watching it. */
-  releaseHandle(id: string): void {
-    this.#detach(id);
+  /**
+   * Self-fencing: stops at once (forced, no database needed) the local processes of the VMs with
+   * `restartPolicy: always` (and of those whose policy is unknown), so that they can be restarted
+   * elsewhere once the lease has expired; then records them `failed` (best effort: the row may have
+   * moved on). Returns the ids stopped.
+   */
+  async fence(policyOf: (id: string) => string | undefined): Promise<string[]> {
+    const stopped: string[] = [];
+    for (const [id, handle] of [...this.#handles]) {
+      const policy = policyOf(id);
+      if (policy !== undefined && policy !== 'always') continue;
+      this.#expectedExit.add(id);
+      try {
+        await this.#o.driver.stop(handle, { graceMs: 0 });
+      } catch (err) {
+        this.#o.logger.error({ vmId: id, err }, 'fencing: stopping a VM failed');
+      } finally {
+        this.#detach(id);
+        this.#expectedExit.delete(id);
+      }
+      stopped.push(id);
+    }
+    for (const id of stopped) {
+      await this.#locked(id, async () => {
+        const vm = await this.#o.store.vms.get(id);
+        if (vm === undefined || vm.node !== this.#o.nodeId || this.#handles.has(id)) return;
+        if (vm.state !== VmState.Running && vm.state !== VmState.Starting) return;
+        const spec = parseStoredSpec(vm.spec);
+        await this.#change(vm, VmState.Failed, {
+          spec: { ...spec, handle: null },
+          error: 'fenced: node partitioned from etcd',
+        });
+      }).catch((err: unknown) => this.#o.logger.warn({ vmId: id, err }, 'fencing: recording failed'));
+    }
+    return stopped;
   }
 
-  /** Runs `fn` under the VM's operation lock (serialised with start/stop/delete of that VM). */
-  withVmLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    return this.#locked(id, fn);
+  /**
+   * Drain (stop-and-restart elsewhere): stops the VM here (graceful, then forced) and records it
+   * `stopped` with `desiredState: running`, so that the region's leader places it on another node.
+   * Returns false when the VM is not running here.
+   */
+  async handBack(id: string): Promise<boolean> {
+    return this.#locked(id, async () => {
+      const vm = await this.#o.store.vms.get(id);
+      if (vm === undefined || vm.node !== this.#o.nodeId || vm.state !== VmState.Running) return false;
+      await this.#stopNow(vm, false, 'running');
+      return true;
+    });
+  }
+
+  /** Destroys the local process of a VM whose row is gone or placed on another node. */
+  async dropIfNotOurs(id: string): Promise<boolean> {
+    return this.#locked(id, async () => {
+      const handle = this.#handles.get(id);
+      if (!handle) return false;
+      const vm = await this.#o.store.vms.get(id);
+      if (vm !== undefined && vm.node === this.#o.nodeId) return false;
+      this.#expectedExit.add(id);
+      try {
+        await this.#o.driver.destroy(handle, { force: true });
+      } finally {
+        this.#detach(id);
+        this.#expectedExit.delete(id);
+      }
+      this.#o.logger.warn(
+        { vmId: id, node: vm?.node ?? null },
+        'destroyed a local VM process that is not ours',
+      );
+      return true;
+    });
   }
 
   /** Leaves VMs running (they are re-adopted at the next start) and drops driver connections. */

@@ -1,0 +1,311 @@
+// The region's leader at work: while this node leads, it places creates recorded `pending` in the
+// shared database with the scheduler over the region's snapshot (members from etcd, allocations from
+// PostgreSQL), writes assignments guarded by its term, restarts the HA VMs of lost nodes elsewhere
+// after the lease TTL plus a grace, moves VMs off draining nodes, and removes stale assignments.
+// Every placement is one database transaction (generation-checked row update + allocation) before
+// its assignment, so two leaders can never both place a VM, and a leader that dies in between
+// leaves a `scheduled` row that the next one assigns: nothing is lost or duplicated.
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { placeVm, type SchedulerOptions } from '../scheduler/index.js';
+import type { Store, StoreTx } from '../store/index.js';
+import type { NodeUsage, VmRecord } from '../store/types.js';
+import { parseStoredSpec } from '../vm/model.js';
+import { removeAssignment, writeAssignment } from './assignments.js';
+import type { Term } from './election.js';
+import type { EtcdConnection } from './etcd-client.js';
+import { relativeKey } from './etcd-client.js';
+import { Keys } from './keys.js';
+import type { MemberWatch, NodeInfo } from './membership.js';
+import {
+  capacityOf,
+  downLongEnough,
+  placementRequestOf,
+  planRegion,
+  regionSnapshot,
+  withAllocation,
+} from './placement.js';
+import type { Session } from './session.js';
+
+export interface RegionLeaderOptions {
+  readonly conn: EtcdConnection;
+  readonly session: Session;
+  readonly region: string;
+  readonly nodeId: string;
+  readonly store: Store;
+  readonly members: MemberWatch;
+  readonly scheduler: SchedulerOptions;
+  readonly leaseTtlMs: number;
+  readonly graceMs: number;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** Full pass at least this often (ms), besides the passes triggered by creates and member changes. */
+  readonly periodMs?: number;
+  /** Published on the node's bus: `cluster.placed`, `cluster.rescheduled`. */
+  readonly publish?: (type: string, data: Record<string, unknown>) => void;
+}
+
+export interface PassSummary {
+  readonly placed: number;
+  readonly moved: number;
+  readonly assigned: number;
+  readonly unplaceable: number;
+}
+
+/** Runs passes while this node leads; `lead(term)` on election, `stop()` when deposed. */
+export class RegionLeader {
+  readonly #o: RegionLeaderOptions;
+  #term: Term | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #timer: NodeJS.Timeout | undefined;
+  #cancelWatch: (() => Promise<void>) | undefined;
+  #offMembers: (() => void) | undefined;
+  /** Monotonic ms at which this leader first saw each node not live (for HA waits). */
+  readonly #downSince = new Map<string, number>();
+  /** Last re-assignment per VM (rate limit of fenced HA VMs put back to their node). */
+  readonly #reassignedAt = new Map<string, number>();
+
+  constructor(options: RegionLeaderOptions) {
+    this.#o = options;
+  }
+
+  get term(): Term | undefined {
+    return this.#term;
+  }
+
+  /** Starts leading under `term`: watches `pending/`, passes on member changes and every period. */
+  async lead(term: Term): Promise<void> {
+    await this.stop();
+    this.#term = term;
+    this.#downSince.clear();
+    const { conn } = this.#o;
+    this.#offMembers = this.#o.members.onChange(() => this.kick());
+    try {
+      const watcher = await conn.kv.watch().prefix(Keys.pendingPrefix).create();
+      watcher.on('put', () => this.kick());
+      this.#cancelWatch = () => watcher.cancel();
+    } catch (err) {
+      this.#o.logger.warn(
+        { err: (err as Error).message },
+        'leader: cannot watch pending creates (periodic passes only)',
+      );
+    }
+    const period = this.#o.periodMs ?? 1000;
+    this.#timer = setInterval(() => this.kick(), period);
+    this.#timer.unref();
+    this.kick();
+  }
+
+  /** Stops leading (deposed or shutting down); waits for a pass in flight. */
+  async stop(): Promise<void> {
+    this.#term = undefined;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#offMembers?.();
+    this.#offMembers = undefined;
+    const cancel = this.#cancelWatch;
+    this.#cancelWatch = undefined;
+    await cancel?.().catch(() => undefined);
+    await this.#running;
+  }
+
+  /** Asks for a pass (coalesced: one runs at a time, and one more after it if asked meanwhile). */
+  kick(): void {
+    if (this.#term === undefined) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        const term = this.#term;
+        if (term === undefined) break;
+        try {
+          await this.pass(term);
+        } catch (err) {
+          this.#o.logger.warn({ err: (err as Error).message }, 'leader pass failed (retried)');
+        }
+      } while (this.#again && this.#term !== undefined);
+      this.#running = undefined;
+    })();
+  }
+
+  /** One pass over the region under `term`. Exposed for tests. */
+  async pass(term: Term): Promise<PassSummary> {
+    const { store, conn, members } = this.#o;
+    const now = performance.now();
+    const liveInfo = new Map<string, NodeInfo>(members.nodes().map((n) => [n.id, n]));
+    const live = new Set(liveInfo.keys());
+    const rows = await allRows(store);
+    const asg = await conn.kv.getAll().prefix(Keys.assignmentsRoot).keys();
+    const assignments = new Set(
+      asg.map((k) => relativeKey(conn, k).slice(Keys.assignmentsRoot.length)).filter((k) => k.includes('/')),
+    );
+    for (const id of [...this.#downSince.keys()]) if (live.has(id)) this.#downSince.delete(id);
+    for (const vm of rows)
+      if (vm.node !== null && !live.has(vm.node) && !this.#downSince.has(vm.node))
+        this.#downSince.set(vm.node, now);
+    const dueDown = new Set(
+      [...this.#downSince]
+        .filter(([, since]) => downLongEnough(since, now, this.#o.leaseTtlMs, this.#o.graceMs))
+        .map(([id]) => id),
+    );
+    // Draining nodes take no new VMs (the scheduler skips them); the node itself hands its VMs back.
+    const draining = new Set([...liveInfo.values()].filter((n) => n.draining === true).map((n) => n.id));
+    const plan = planRegion({ rows, live, dueDown, assignments });
+
+    const ready = [...liveInfo.values()];
+    const usage = new Map<string, NodeUsage>();
+    if (plan.place.length + plan.move.length > 0)
+      for (const n of ready) usage.set(n.id, await store.allocations.usage(n.id));
+    let snapshot = regionSnapshot(ready, usage);
+    let placed = 0;
+    let moved = 0;
+    let assigned = 0;
+    let unplaceable = 0;
+
+    for (const vm of [...plan.place, ...plan.move]) {
+      if (this.#term !== term) break;
+      const spec = parseStoredSpec(vm.spec);
+      const res = { cpus: spec.cpus, memoryMib: spec.memoryMib };
+      const outcome = placeVm(snapshot, placementRequestOf(vm, res), this.#o.scheduler);
+      if (outcome.status !== 'placed') {
+        unplaceable++;
+        this.#o.logger.warn(
+          { vm: vm.name, reasons: outcome.reasons.map((r) => `${r.nodeId}: ${r.reason}`) },
+          `leader: no node can take vm ${vm.name} now (retried)`,
+        );
+        continue;
+      }
+      const target = outcome.nodeId;
+      const info = liveInfo.get(target);
+      if (!info) continue;
+      const from = vm.node;
+      const reason =
+        from === null ? 'placed' : draining.has(from) ? `node ${from} is draining` : `node ${from} is down`;
+      let updated: VmRecord;
+      try {
+        updated = await store.transaction(async (tx) => {
+          let u = vm;
+          if (from !== null && u.state !== 'failed' && u.state !== 'scheduled') {
+            u = await tx.vms.update(vm.id, u.generation, {
+              state: 'failed',
+              spec: { ...spec, handle: null },
+              error: reason,
+            });
+            await audit(tx, u, vm.state, { reason });
+          }
+          await tx.allocations.release(vm.id);
+          const r = await tx.allocations.reserve(
+            { vmId: vm.id, nodeId: target, cpus: res.cpus, memoryMib: res.memoryMib, diskMib: 0 },
+            capacityOf(info),
+          );
+          if (!r.ok)
+            throw new Error(`node ${target}: ${r.what} short (requested ${r.requested}, free ${r.free})`);
+          const before = u.state;
+          u = await tx.vms.update(vm.id, u.generation, {
+            state: 'scheduled',
+            node: target,
+            error: null,
+            ...(from === null ? {} : { spec: { ...spec, handle: null } }),
+          });
+          await audit(
+            tx,
+            u,
+            before,
+            from === null ? { placedBy: this.#o.nodeId } : { rescheduled: true, from, reason },
+          );
+          return u;
+        });
+      } catch (err) {
+        // a concurrent change (generation), a deleted row or a full node: seen again next pass
+        this.#o.logger.debug({ vm: vm.name, err: (err as Error).message }, 'leader: placement skipped');
+        continue;
+      }
+      snapshot = withAllocation(snapshot, target, res);
+      try {
+        if (from !== null)
+          await removeAssignment(conn, this.#o.region, term, from, vm.id).catch(() => undefined);
+        await writeAssignment(conn, this.#o.session, this.#o.region, term, { vm: vm.id, node: target });
+        assigned++;
+      } catch (err) {
+        this.#o.logger.warn({ vm: vm.name, err: (err as Error).message }, 'leader: assignment not written');
+        break;
+      }
+      if (from === null) {
+        placed++;
+        await conn.kv
+          .delete()
+          .key(Keys.pending(vm.id))
+          .catch(() => undefined);
+        this.#o.publish?.('cluster.placed', { id: vm.id, name: vm.name, node: target, term: term.revision });
+      } else {
+        moved++;
+        this.#o.logger.info(
+          { vm: updated.name, from, to: target, reason },
+          `leader: vm ${vm.name} moved ${from} → ${target} (${reason})`,
+        );
+        this.#o.publish?.('cluster.rescheduled', { id: vm.id, name: vm.name, from, to: target, reason });
+      }
+    }
+
+    for (const vm of plan.assign) {
+      if (this.#term !== term || vm.node === null) break;
+      await writeAssignment(conn, this.#o.session, this.#o.region, term, { vm: vm.id, node: vm.node });
+      assigned++;
+    }
+    for (const vm of plan.reassign) {
+      if (this.#term !== term || vm.node === null) break;
+      const last = this.#reassignedAt.get(vm.id) ?? -Infinity;
+      if (now - last < 5000) continue;
+      this.#reassignedAt.set(vm.id, now);
+      await writeAssignment(conn, this.#o.session, this.#o.region, term, { vm: vm.id, node: vm.node });
+      assigned++;
+    }
+    for (const a of plan.unassign) {
+      if (this.#term !== term) break;
+      await removeAssignment(conn, this.#o.region, term, a.node, a.vm).catch(() => undefined);
+    }
+    // pending markers of creates already placed (or deleted) by an earlier pass or leader
+    const pendingIds = new Set(plan.place.map((v) => v.id));
+    const markers = await conn.kv.getAll().prefix(Keys.pendingPrefix).keys();
+    for (const k of markers) {
+      const id = relativeKey(conn, k).slice(Keys.pendingPrefix.length);
+      if (!pendingIds.has(id))
+        await conn.kv
+          .delete()
+          .key(Keys.pending(id))
+          .catch(() => undefined);
+    }
+    return { placed, moved, assigned, unplaceable };
+  }
+}
+
+async function allRows(store: Store): Promise<VmRecord[]> {
+  const rows: VmRecord[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.vms.list({ limit: 1000, ...(cursor === undefined ? {} : { cursor }) });
+    rows.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor !== undefined);
+  return rows;
+}
+
+async function audit(tx: StoreTx, vm: VmRecord, from: string, extra: Record<string, unknown>): Promise<void> {
+  await tx.events.append({
+    type: 'vm.state',
+    resourceType: 'vm',
+    resourceId: vm.id,
+    nodeId: vm.node,
+    data: {
+      name: vm.name,
+      from,
+      to: vm.state,
+      generation: vm.generation,
+      ...(vm.error ? { error: vm.error } : {}),
+      ...extra,
+    },
+  });
+}
