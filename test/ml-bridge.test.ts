@@ -93,6 +93,14 @@ test('contract round trip: predictions, placement, lifetimes and health from the
     assert.ok(p.lower <= p.predicted && p.predicted <= p.upper && p.confidence >= 0 && p.confidence <= 1);
     const generic = await client.predictBandwidth(history, { profile: 'no-such-profile' });
     assert.equal(generic.modelVersion, `${bwFile.version}/generic`);
+    // Several series in one round trip: the same answers as one call each, in order.
+    const batch = await client.predictBandwidthBatch([history, history.map((x) => x * 2)], {
+      profile: 'fcc_5s',
+    });
+    assert.equal(batch.length, 2);
+    assert.ok(batch.every((b) => b.source === 'model'));
+    assert.ok(Math.abs(batch[0]!.predicted - p.predicted) < 1e-9);
+    assert.ok(Math.abs(batch[1]!.predicted - 2 * p.predicted) < 1e-6 * p.predicted, 'scale-free model');
 
     const placement = await client.optimizePlacement({
       taskId: 'vm-1',

@@ -1,15 +1,22 @@
 // Latency of the ML service over loopback gRPC at a fixed offered rate, with in-process baselines.
+//
+// Three processes: `novacron ml serve`, an open-loop load generator (loadgen.ts, one fresh process
+// per call kind) and this orchestrator, which only starts them and collects the figures. Each
+// call kind is compared with the transport floor of the same run: an empty unary call to the same
+// server from the same kind of process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import { createMlClient, type MlClient } from '../../src/ml/client.js';
-import { loadMlServices } from '../../src/ml/proto.js';
 import { scanModelsDir, DEFAULT_MODELS_DIR } from '../../src/ml/models/model-file.js';
 import { predictNext } from '../../src/ml/models/bandwidth-model.js';
 import { handleOptimizePlacement } from '../../src/ml/service/handlers.js';
-import { fallbackBandwidth, fallbackPlacement, type PlacementNode } from '../../src/ml/fallback.js';
+import { fallbackBandwidth, fallbackPlacement } from '../../src/ml/fallback.js';
 import type { WirePlacementRequest } from '../../src/ml/proto.js';
+import type { LoadgenCall, LoadgenResult, LoadgenSpec } from './loadgen.js';
+import { workload } from './workload.js';
+
+export { workload };
 
 export interface LatencyRow {
   readonly call: string;
@@ -21,6 +28,14 @@ export interface LatencyRow {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
+  /** gRPC rows: P99 ÷ the same run's transport floor P99. */
+  readonly p99OverFloor?: number;
+  readonly p999Ms?: number;
+  readonly sendLagP99Ms?: number;
+  /** CPU per call of the generator+client process and of the server process, µs. */
+  readonly clientCpuUs?: number;
+  readonly serverCpuUs?: number;
+  readonly loopDelayP99Ms?: number;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -28,19 +43,11 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
 };
 
-/** A history of 20 samples and a placement problem of `nodes` nodes with 10 residents each. */
-export function workload(nodes = 100) {
-  const history = Array.from({ length: 20 }, (_, i) => 50 + 10 * Math.sin(i / 3) + (i % 4));
-  const list: PlacementNode[] = Array.from({ length: nodes }, (_, i) => ({
-    nodeId: `node-${i}`,
-    cpuAvailable: 4 + (i % 40),
-    memoryAvailable: 16 + (i % 300),
-    cpuCapacity: 48,
-    memoryCapacity: 384,
-    residentEndTimesS: Array.from({ length: 10 }, (_, k) => 1000 + ((i * 7919 + k * 104729) % 200000)),
-  }));
-  const vm = { vcpus: 2, memoryGb: 4, flavor: 'g', batchSize: 3, arrivalTimeS: 1000 };
-  return { history, nodes: list, vm, need: { cpu: 2, memory: 4 } };
+/** Node flags for the bench's child processes; ML_BENCH_PROF=DIR adds --cpu-prof into DIR. */
+function nodeFlags(tag: string): string[] {
+  const dir = process.env.ML_BENCH_PROF;
+  // Default file names (pid, thread id) under DIR/tag: the tsx loader thread writes a profile too.
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', `${dir}/${tag}`] : [];
 }
 
 /** Starts `novacron ml serve` as its own process on a free port; resolves with the port. */
@@ -48,10 +55,19 @@ async function startService(): Promise<{ child: ChildProcess; port: number }> {
   const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', main, 'ml', 'serve', '--port', '0', '--no-metrics', '--no-watch'],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    [
+      ...nodeFlags('server'),
+      '--import',
+      'tsx',
+      main,
+      'ml',
+      'serve',
+      '--port',
+      '0',
+      '--no-metrics',
+      '--no-watch',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let buf = '';
   for await (const chunk of child.stdout!) {
@@ -62,38 +78,44 @@ async function startService(): Promise<{ child: ChildProcess; port: number }> {
   throw new Error(`ml serve exited before listening: ${buf}`);
 }
 
-/** Offers `rate` calls per second for `seconds` (open loop: sends on schedule, not when answers return). */
-async function offer(
-  rate: number,
-  seconds: number,
-  call: () => Promise<boolean>,
-): Promise<{ lat: number[]; fallbacks: number; wallS: number }> {
-  const total = Math.round(rate * seconds);
-  const lat: number[] = [];
-  let fallbacks = 0;
-  let sent = 0;
-  const inflight: Promise<void>[] = [];
-  const t0 = performance.now();
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
-      while (sent < due) {
-        sent++;
-        const s = performance.now();
-        inflight.push(
-          call().then((ok) => {
-            lat.push(performance.now() - s);
-            if (!ok) fallbacks++;
-          }),
-        );
-      }
-      if (sent >= total) resolve();
-      else setTimeout(tick, 1);
-    };
-    tick();
-  });
-  await Promise.all(inflight);
-  return { lat, fallbacks, wallS: (performance.now() - t0) / 1000 };
+/** CPU time (user + system) of a process so far, µs, from /proc (Linux). */
+function cpuOfPid(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** Runs the load generator in its own process and returns its result line. */
+async function runLoadgen(spec: LoadgenSpec): Promise<LoadgenResult> {
+  const script = fileURLToPath(new URL('./loadgen.ts', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [...nodeFlags(`loadgen-${spec.call}`), '--import', 'tsx', script, JSON.stringify(spec)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout!.on('data', (c) => (out += String(c)));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`loadgen ${spec.call} exited with ${code}`);
+  return JSON.parse(out.trim().split('\n').pop()!) as LoadgenResult;
+}
+
+const LABEL: Record<LoadgenCall, (nodes: number, batch: number) => string> = {
+  floor: () => 'empty unary call (transport floor, raw gRPC)',
+  bandwidth: () => 'PredictBandwidth',
+  'bandwidth-batch': (_n, b) => `PredictBandwidthBatch (${b} series)`,
+  placement: (n) => `OptimizePlacement (${n} nodes)`,
+};
+
+export interface LatencyOptions {
+  readonly rate?: number;
+  readonly seconds?: number;
+  readonly nodes?: number;
+  readonly warmupSeconds?: number;
+  readonly channels?: number;
+  readonly calls?: readonly LoadgenCall[];
+  readonly batch?: number;
+  readonly onProgress?: (msg: string) => void;
 }
 
 function inProcess(name: string, path: string, n: number, fn: () => void): LatencyRow {
@@ -116,81 +138,57 @@ function inProcess(name: string, path: string, n: number, fn: () => void): Laten
   };
 }
 
-export async function measureLatency(rate = 1000, seconds = 10, nodes = 100): Promise<LatencyRow[]> {
+export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow[]> {
+  const rate = o.rate ?? 1000;
+  const seconds = o.seconds ?? 10;
+  const nodes = o.nodes ?? 100;
+  const batch = o.batch ?? 10;
+  const calls = o.calls ?? ['floor', 'bandwidth', 'placement'];
   const w = workload(nodes);
   const { child, port } = await startService();
-  let client: MlClient | undefined;
-  let rawClient: grpc.Client | undefined;
   const rows: LatencyRow[] = [];
   try {
-    client = createMlClient(
-      {
-        enabled: true,
-        service_address: `127.0.0.1:${port}`,
-        timeout_ms: 1000,
-        fallback_enabled: true,
-        health_check_interval_seconds: 3600,
-        breaker_failure_threshold: 1000,
-        breaker_reset_seconds: 1,
-      },
-      undefined,
-      { backgroundHealth: false },
-    );
-    const c = client;
-    const defs = loadMlServices();
-    const raw = new defs.BandwidthClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-      'grpc.enable_channelz': 0,
-    }) as unknown as grpc.Client & {
-      HealthCheck(
-        req: object,
-        meta: grpc.Metadata,
-        opts: grpc.CallOptions,
-        cb: (err: grpc.ServiceError | null) => void,
-      ): void;
-    };
-    rawClient = raw;
-    const h = await c.ready();
-    if (h.status !== 'up') throw new Error(`service not up: ${h.detail}`);
-    const calls: [string, () => Promise<boolean>][] = [
-      [
-        'HealthCheck (transport floor, raw gRPC)',
-        () =>
-          new Promise<boolean>((resolve) => {
-            raw.HealthCheck({}, new grpc.Metadata(), { deadline: Date.now() + 1000 }, (err) =>
-              resolve(err === null),
-            );
-          }),
-      ],
-      ['PredictBandwidth', async () => (await c.predictBandwidth(w.history)).source === 'model'],
-      [
-        `OptimizePlacement (${nodes} nodes)`,
-        async () =>
-          (await c.optimizePlacement({ taskId: 't', nodes: w.nodes, need: w.need, vm: w.vm, nowS: 1000 }))
-            .source === 'model',
-      ],
-    ];
-    for (const [name, fn] of calls) {
-      await offer(rate, 1, fn); // warm-up
-      const r = await offer(rate, seconds, fn);
+    let floorP99: number | undefined;
+    for (const call of calls) {
+      o.onProgress?.(`${LABEL[call](nodes, batch)} at ${rate}/s for ${seconds} s …`);
+      const cpu0 = cpuOfPid(child.pid!);
+      const r = await runLoadgen({
+        port,
+        call,
+        rate,
+        seconds,
+        warmupSeconds: o.warmupSeconds ?? 2,
+        channels: o.channels ?? 1,
+        nodes,
+        batch,
+      });
+      // Server CPU includes the warm-up: scale it to all requests the generator sent.
+      const serverCpu = (cpuOfPid(child.pid!) - cpu0) / (rate * (seconds + (o.warmupSeconds ?? 2)));
+      if (call === 'floor') floorP99 = r.p99Ms;
       rows.push({
-        call: name,
-        path: 'gRPC loopback, separate process',
+        call: LABEL[call](nodes, batch),
+        path: 'gRPC loopback: server, load generator in separate processes',
         offeredPerSecond: rate,
-        achievedPerSecond: r.lat.length / r.wallS,
-        requests: r.lat.length,
+        achievedPerSecond: r.achievedPerSecond,
+        requests: r.requests,
         fallbacks: r.fallbacks,
-        p50Ms: quantile(r.lat, 0.5),
-        p99Ms: quantile(r.lat, 0.99),
-        maxMs: Math.max(...r.lat),
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        maxMs: r.maxMs,
+        ...(floorP99 ? { p99OverFloor: r.p99Ms / floorP99 } : {}),
+        p999Ms: r.p999Ms,
+        sendLagP99Ms: r.sendLagP99Ms,
+        clientCpuUs: r.clientCpuUsPerCall,
+        serverCpuUs: serverCpu,
+        loopDelayP99Ms: r.loopDelayP99Ms,
       });
     }
   } finally {
-    client?.close();
-    rawClient?.close();
     child.kill('SIGTERM');
-    await once(child, 'exit');
+    if (child.exitCode === null) await once(child, 'exit');
   }
   // Baselines in this process: the model alone, and the local heuristics the client falls back to.
+
   const models = scanModelsDir(DEFAULT_MODELS_DIR);
   const bw = models.bandwidth!.file.params;
   const set = { bandwidth: models.bandwidth!, lifetime: models.lifetime! };

@@ -6,6 +6,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureLatency } from './latency.js';
+import type { LoadgenCall } from './loadgen.js';
 import { judgeLifetimeHints } from './placement-sim.js';
 import { loadTraceDir } from '../../src/ml/eval/traces.js';
 import { crossValidateBandwidth, evaluateBandwidthModel } from '../../src/ml/eval/bandwidth-eval.js';
@@ -50,8 +51,18 @@ const latency = [];
 if (parts.has('latency')) {
   // ML_BENCH_NODES: candidate nodes per OptimizePlacement call (default 100; a list runs each).
   const nodeCounts = (process.env.ML_BENCH_NODES ?? '100').split(',').map(Number);
+  // ML_BENCH_CHANNELS: gRPC channels the load generator spreads its calls over (default 1).
+  const channels = Number(process.env.ML_BENCH_CHANNELS ?? 1);
+  const calls = (process.env.ML_BENCH_CALLS ?? 'floor,bandwidth,placement').split(',') as LoadgenCall[];
   for (const [rate, nodes] of rates.flatMap((r) => nodeCounts.map((n) => [r, n] as const))) {
-    const rows = await measureLatency(rate, seconds, nodes);
+    const rows = await measureLatency({
+      rate,
+      seconds,
+      nodes,
+      channels,
+      calls,
+      onProgress: (m) => console.log(`  ${m} (load ${loadavg()[0]!.toFixed(2)})`),
+    });
     // The in-process baselines do not depend on the rate: keep them once.
     latency.push(...(latency.length === 0 ? rows : rows.filter((r) => r.offeredPerSecond > 0)));
   }
@@ -68,6 +79,10 @@ console.log(
       p50Ms: round(r.p50Ms, 3),
       p99Ms: round(r.p99Ms, 3),
       maxMs: round(r.maxMs, 2),
+      p99OverFloor: r.p99OverFloor === undefined ? '-' : round(r.p99OverFloor, 2),
+      clientCpuUs: r.clientCpuUs === undefined ? '-' : round(r.clientCpuUs, 0),
+      serverCpuUs: r.serverCpuUs === undefined ? '-' : round(r.serverCpuUs, 0),
+      sendLagP99Ms: r.sendLagP99Ms === undefined ? '-' : round(r.sendLagP99Ms, 2),
     })),
     [
       'call',
@@ -79,6 +94,10 @@ console.log(
       'p50Ms',
       'p99Ms',
       'maxMs',
+      'p99OverFloor',
+      'clientCpuUs',
+      'serverCpuUs',
+      'sendLagP99Ms',
     ],
   ),
 );

@@ -73,6 +73,14 @@ export interface LifetimeAnswer {
 
 export interface MlClient {
   predictBandwidth(samples: readonly number[], opts?: BandwidthCallOptions): Promise<BandwidthAnswer>;
+  /**
+   * Several series in one call (PredictBandwidthBatch): one round trip instead of one per series.
+   * Answers in the order of `series`; on any failure every series gets the local fallback.
+   */
+  predictBandwidthBatch(
+    series: readonly (readonly number[])[],
+    opts?: BandwidthCallOptions,
+  ): Promise<readonly BandwidthAnswer[]>;
   optimizePlacement(call: PlacementCall): Promise<PlacementAnswer>;
   predictLifetime(vms: readonly VmCreationFeatures[]): Promise<readonly LifetimeAnswer[]>;
   /** The state now, without a network call. */
@@ -89,6 +97,8 @@ export interface MlClientOptions {
   readonly now?: () => number;
   /** Start the periodic health checks (default true). */
   readonly backgroundHealth?: boolean;
+  /** Extra grpc-js channel options (e.g. a distinct key to get a channel of one's own). */
+  readonly channelOptions?: grpc.ChannelOptions;
 }
 
 /** Local lifetime guess without the service: the scheduler's batch rule (large batches are short-lived). */
@@ -197,6 +207,7 @@ export function createMlClient(
       5000,
       Math.max(1000, config.health_check_interval_seconds * 1000),
     ),
+    ...options.channelOptions,
   };
   const creds = grpc.credentials.createInsecure();
   const bw = defs ? new defs.BandwidthClient(config.service_address, creds, channelOptions) : undefined;
@@ -330,20 +341,35 @@ export function createMlClient(
       : undefined;
   timer?.unref();
 
+  const bandwidthRequest = (samples: readonly number[], opts: BandwidthCallOptions) => ({
+    vm_id: opts.vmId ?? '',
+    timestamp: Math.floor(Date.now() / 1000),
+    historical_bandwidth: samples,
+    network_type: opts.networkType ?? '',
+    profile: opts.profile ?? '',
+  });
+
   return {
     predictBandwidth: (samples, opts = {}) =>
       guarded<WireBandwidthResponse, BandwidthAnswer>(
         bw,
         'PredictBandwidth',
-        {
-          vm_id: opts.vmId ?? '',
-          timestamp: Math.floor(Date.now() / 1000),
-          historical_bandwidth: [...samples],
-          network_type: opts.networkType ?? '',
-          profile: opts.profile ?? '',
-        },
+        bandwidthRequest(samples, opts),
         checkBandwidth,
         () => fallbackBandwidth(samples),
+      ),
+    predictBandwidthBatch: (series, opts = {}) =>
+      guarded<{ responses: WireBandwidthResponse[] }, readonly BandwidthAnswer[]>(
+        bw,
+        'PredictBandwidthBatch',
+        { requests: series.map((s) => bandwidthRequest(s, opts)) },
+        (r) => {
+          if (!r || !Array.isArray(r.responses) || r.responses.length !== series.length) {
+            throw new Garbage('PredictBandwidthBatch answered the wrong number of predictions');
+          }
+          return r.responses.map(checkBandwidth);
+        },
+        () => series.map((s) => fallbackBandwidth(s)),
       ),
     optimizePlacement: (call) =>
       guarded<WirePlacementResponse, PlacementAnswer>(
@@ -359,7 +385,7 @@ export function createMlClient(
             current_load: n.currentLoad ?? 0,
             cpu_capacity: n.cpuCapacity ?? 0,
             memory_capacity: n.memoryCapacity ?? 0,
-            resident_end_times_s: [...(n.residentEndTimesS ?? [])],
+            resident_end_times_s: n.residentEndTimesS ?? [], // read once by the encoder, not copied
           })),
           requirements: [
             {

@@ -1,7 +1,9 @@
-// Loads the novacron.ml.v1 contract at run time (no generated code) and declares its wire shapes.
+// The novacron.ml.v1 contract for grpc-js: wire shapes and service definitions whose methods use the
+// hand-written codecs of codec.ts (no proto-loader reflection per call). codec.test.ts keeps the
+// codecs byte-compatible with proto/novacron/ml/v1/ml_service.proto as protobufjs reads it.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
+import * as c from './codec.js';
 
 /** Path of ml_service.proto in the repository (same relative place from src/ml and dist/ml). */
 export const ML_PROTO_PATH = fileURLToPath(
@@ -11,7 +13,7 @@ export const ML_PROTO_PATH = fileURLToPath(
 export const BANDWIDTH_SERVICE = 'novacron.ml.v1.BandwidthPredictor';
 export const PLACER_SERVICE = 'novacron.ml.v1.TaskPlacer';
 
-// Wire shapes as proto-loader gives them with keepCase (field names exactly as in the .proto).
+// Wire shapes (field names exactly as in the .proto), as codec.ts decodes them: every field present.
 
 export interface WireBandwidthRequest {
   vm_id: string;
@@ -91,15 +93,6 @@ export interface WireHealthResponse {
   models: WireModelVersion[];
 }
 
-export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  arrays: true,
-  oneofs: true,
-};
-
 export interface MlServiceDefinitions {
   readonly bandwidth: grpc.ServiceDefinition;
   readonly placer: grpc.ServiceDefinition;
@@ -107,25 +100,55 @@ export interface MlServiceDefinitions {
   readonly PlacerClient: grpc.ServiceClientConstructor;
 }
 
+/** One unary method of `service`, with its codecs (grpc-js types both directions alike: `unknown`). */
+function unary<ReqIn, ReqOut, ResIn, ResOut>(
+  service: string,
+  name: string,
+  req: c.Codec<ReqIn, ReqOut>,
+  res: c.Codec<ResIn, ResOut>,
+): grpc.MethodDefinition<unknown, unknown> {
+  return {
+    path: `/${service}/${name}`,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: req.serialize as (v: unknown) => Buffer,
+    requestDeserialize: req.deserialize,
+    responseSerialize: res.serialize as (v: unknown) => Buffer,
+    responseDeserialize: res.deserialize,
+    originalName: name[0]!.toLowerCase() + name.slice(1),
+  };
+}
+
 let cached: MlServiceDefinitions | undefined;
 
-/** Parses the .proto once per process and returns the two services. */
+/** Builds the two services once per process. */
 export function loadMlServices(): MlServiceDefinitions {
   if (cached) return cached;
-  const def = protoLoader.loadSync(ML_PROTO_PATH, PROTO_LOADER_OPTIONS);
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    novacron: {
-      ml: {
-        v1: { BandwidthPredictor: grpc.ServiceClientConstructor; TaskPlacer: grpc.ServiceClientConstructor };
-      };
-    };
+  const bwReq = c.codec(c.encodeBandwidthRequest, c.decodeBandwidthRequest);
+  const bwRes = c.codec(c.encodeBandwidthResponse, c.decodeBandwidthResponse);
+  const batchReq = c.codec(c.encodeBandwidthBatchRequest, c.decodeBandwidthBatchRequest);
+  const batchRes = c.codec(c.encodeBandwidthBatchResponse, c.decodeBandwidthBatchResponse);
+  const plReq = c.codec(c.encodePlacementRequest, c.decodePlacementRequest);
+  const plRes = c.codec(c.encodePlacementResponse, c.decodePlacementResponse);
+  const ltReq = c.codec(c.encodeLifetimeRequest, c.decodeLifetimeRequest);
+  const ltRes = c.codec(c.encodeLifetimeResponse, c.decodeLifetimeResponse);
+  const hReq = c.codec(c.encodeHealthRequest, c.decodeHealthRequest);
+  const hRes = c.codec(c.encodeHealthResponse, c.decodeHealthResponse);
+  const bandwidth: grpc.ServiceDefinition = {
+    PredictBandwidth: unary(BANDWIDTH_SERVICE, 'PredictBandwidth', bwReq, bwRes),
+    PredictBandwidthBatch: unary(BANDWIDTH_SERVICE, 'PredictBandwidthBatch', batchReq, batchRes),
+    HealthCheck: unary(BANDWIDTH_SERVICE, 'HealthCheck', hReq, hRes),
   };
-  const v1 = pkg.novacron.ml.v1;
+  const placer: grpc.ServiceDefinition = {
+    OptimizePlacement: unary(PLACER_SERVICE, 'OptimizePlacement', plReq, plRes),
+    PredictLifetime: unary(PLACER_SERVICE, 'PredictLifetime', ltReq, ltRes),
+    HealthCheck: unary(PLACER_SERVICE, 'HealthCheck', hReq, hRes),
+  };
   cached = {
-    bandwidth: v1.BandwidthPredictor.service,
-    placer: v1.TaskPlacer.service,
-    BandwidthClient: v1.BandwidthPredictor,
-    PlacerClient: v1.TaskPlacer,
+    bandwidth,
+    placer,
+    BandwidthClient: grpc.makeGenericClientConstructor(bandwidth, 'BandwidthPredictor'),
+    PlacerClient: grpc.makeGenericClientConstructor(placer, 'TaskPlacer'),
   };
   return cached;
 }

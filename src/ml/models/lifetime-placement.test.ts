@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lifetimeAlignment, scoreNodesByLifetime } from './lifetime-placement.js';
+import fc from 'fast-check';
+import { EMPTY_HOST_ALIGNMENT, lifetimeAlignment, scoreNodesByLifetime } from './lifetime-placement.js';
 import { fallbackBandwidth, fallbackPlacement, fits } from '../fallback.js';
 
 const node = (id: string, ends: number[] | undefined, cpu = 8, mem = 32) => ({
@@ -57,4 +58,30 @@ test('fallbacks: moving average with a bounded confidence, best fit placement', 
   assert.equal(p.scores.length, 2);
   assert.equal(fallbackPlacement([node('tiny', [], 1, 1)], { cpu: 2, memory: 4 }).selectedNodeId, '');
   assert.equal(fits(node('n', [], 2, 4), { cpu: 2, memory: 4 }), true);
+});
+
+test('alignment: the one-pass release time gives exactly the reference formula (filter, then max)', () => {
+  const reference = (ends: number[] | undefined, nowS: number, lifetimeS: number): number => {
+    if (ends === undefined) return 0.5;
+    const live = ends.filter((e) => Number.isFinite(e) && e > nowS);
+    if (live.length === 0) return ends.length === 0 ? EMPTY_HOST_ALIGNMENT : 0.5;
+    const release = Math.max(...live);
+    const life = Math.max(lifetimeS, 1);
+    const end = nowS + life;
+    if (end <= release) return 1 - (0.5 * (release - end)) / Math.max(release - nowS, 1);
+    return 0.5 * Math.exp(-(end - release) / life);
+  };
+  const t = fc.oneof(fc.double({ min: -1e7, max: 1e7 }), fc.constantFrom(NaN, Infinity, -Infinity, 0, 1000));
+  fc.assert(
+    fc.property(
+      fc.option(fc.array(t, { maxLength: 12 }), { nil: undefined }),
+      t,
+      fc.double({ min: 0, max: 1e7 }),
+      (ends, now, life) => {
+        if (!Number.isFinite(now)) return;
+        assert.equal(lifetimeAlignment(node('n', ends), now, life), reference(ends, now, life));
+      },
+    ),
+    { numRuns: 2000 },
+  );
 });

@@ -24,9 +24,13 @@ export const EMPTY_HOST_ALIGNMENT = 0.5 * Math.exp(-1);
 export function lifetimeAlignment(node: PlacementNode, nowS: number, lifetimeS: number): number {
   const ends = node.residentEndTimesS;
   if (ends === undefined) return 0.5;
-  const live = ends.filter((e) => Number.isFinite(e) && e > nowS);
-  if (live.length === 0) return ends.length === 0 ? EMPTY_HOST_ALIGNMENT : 0.5;
-  const release = Math.max(...live);
+  // The latest live end (residents still running at nowS), in one pass without a copy.
+  let release = -Infinity;
+  for (let i = 0; i < ends.length; i++) {
+    const e = ends[i]!;
+    if (e > nowS && e < Infinity && e > release) release = e;
+  }
+  if (release === -Infinity) return ends.length === 0 ? EMPTY_HOST_ALIGNMENT : 0.5;
   const life = Math.max(lifetimeS, 1);
   const end = nowS + life;
   if (end <= release) return 1 - (0.5 * (release - end)) / Math.max(release - nowS, 1);
