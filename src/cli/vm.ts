@@ -4,6 +4,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ValidationError } from '../errors.js';
 import { action, output, renderTable } from './run.js';
+import { registerVmMigrateCommand } from './vm-migrate.js';
 
 interface ConnFlags {
   url?: string;
@@ -122,6 +123,7 @@ export function parseMemoryMib(value: string): number {
 
 export function registerVmCommand(program: Command): void {
   const vm = program.command('vm').description('Manage VMs on a running node');
+  registerVmMigrateCommand(vm, conn, client);
 
   conn(
     vm

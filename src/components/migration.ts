@@ -7,7 +7,9 @@
 import { join } from 'node:path';
 import type { Component } from '../boot/component.js';
 import { requireService } from '../boot/services.js';
-import type { MigrationManager } from '../migration/manager.js';
+import type { Services } from '../boot/services.js';
+import { InvalidStateError, UnavailableError } from '../errors.js';
+import type { MigrationManager, MigrationView } from '../migration/manager.js';
 import { nodeCapacityOf } from './vms.js';
 
 export interface MigrationsService {
@@ -90,4 +92,27 @@ export function migrationComponent(options: { dependsOn: readonly string[] }): C
     },
     health: () => ({ status: 'up', detail }),
   };
+}
+
+/**
+ * Migrates a VM (id or name) running on this node to the peer `target` (a name in cluster.peers),
+ * live, and by default waits until it ended (state completed, failed or cancelled). For callers
+ * such as a node drain; errors (unknown peer, VM not running here …) are thrown before anything moves.
+ */
+export async function migrateVmTo(
+  services: Services,
+  vm: string,
+  target: string,
+  options: { readonly maxDowntimeMs?: number; readonly wait?: boolean } = {},
+): Promise<MigrationView> {
+  const s = services.migrations;
+  if (!s) throw new UnavailableError('the migrations component is not running');
+  if (!s.manager)
+    throw new InvalidStateError(`live migration is unavailable on this node: ${s.unavailable ?? ''}`);
+  const started = await s.manager.migrate(vm, {
+    target,
+    live: true,
+    ...(options.maxDowntimeMs === undefined ? {} : { maxDowntimeMs: options.maxDowntimeMs }),
+  });
+  return options.wait === false ? started : s.manager.wait(started.id);
 }

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { MigrationPeerClient } from '../../src/api/grpc/migration-service.js';
 import { findQemuPidsUnder } from '../../src/vm/drivers/qemu/process.js';
 import { waitForSerialLine } from '../../src/vm/drivers/qemu/serial.js';
+import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 import { GUEST_READY_LINE, ensureTestGuest, qemuUnavailable, type TestGuest } from '../vm/guest.js';
 import { api, openNodeStore, startNodeProcess, type NodeProcess } from '../vm-api/node-process.js';
@@ -247,8 +248,27 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
       `# live migration: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms, wire ${(m.bytesSent / 2 ** 20).toFixed(1)} MiB, ` +
         `stream ${(Number(m.progress['streamBytes']) / 2 ** 20).toFixed(1)} MiB, guest RAM ${(Number(m.progress['ramBytes']) / 2 ** 20).toFixed(0)} MiB`,
     );
-    // Clean up on n2 for the next tests.
-    assert.equal((await api(sides.n2.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
+    // And back to n1 with the CLI (--watch -o json): n1's row of the VM (pointing at n2) is replaced.
+    const cli = runCli([
+      'vm',
+      'migrate',
+      vm.name,
+      '--to',
+      'n1',
+      '--watch',
+      '-o',
+      'json',
+      '--url',
+      sides.n2.node!.url,
+      '--token',
+      sides.n2.node!.token,
+    ]);
+    assert.equal(await cli.exited, 0, cli.output());
+    const back = JSON.parse(cli.output().slice(cli.output().indexOf('{'))) as Migration;
+    assert.equal(back.state, 'completed');
+    await assertOneCopy(vm.id, sides.n1);
+    assert.equal(((await api(sides.n1.node!, 'GET', `/api/v1/vms/${vm.name}`)).json as Vm).node, 'n1');
+    assert.equal((await api(sides.n1.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
   });
 
   test('cancel mid-transfer: cancelled, the source runs on, the destination has nothing', async () => {
