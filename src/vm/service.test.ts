@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import pino from 'pino';
 import { EventBus } from '../boot/events.js';
-import { NovaCronError } from '../errors.js';
+import { HypervisorError, NovaCronError } from '../errors.js';
 import { openStore } from '../store/index.js';
 import { SimDriver } from './drivers/sim/driver.js';
 import { VmService } from './service.js';
@@ -225,4 +225,67 @@ test('a VM that crashes is marked failed, and restarted under restartPolicy alwa
   assert.match((await store.vms.require(other.id)).error ?? '', /process exited/);
   await service.close();
   await store.close();
+});
+
+test('sim create records all three steps in one commit; a refused start, a replay and a failed commit leave no stray VM', async () => {
+  const store = await openStore({
+    type: 'sqlite',
+    path: ':memory:',
+    dataDir: '/tmp',
+    host: '',
+    port: 0,
+    database: '',
+    user: '',
+    password: '',
+    poolSize: 1,
+    ssl: false,
+  });
+  const root = '/tmp/nc-vm-inline-unused';
+  const driver = new SimDriver({
+    failStart: (s) => (s.name === 'refused' ? new HypervisorError('injected start failure') : undefined),
+  });
+  const service = new VmService({
+    store,
+    driver,
+    events: new EventBus(),
+    logger: pino({ level: 'silent' }),
+    nodeId: 'n1',
+    vmsRoot: root,
+    capacity: { cpus: 2, memoryMib: 4096, diskMib: 0 },
+    nodeLabels: {},
+    scheduler: { strategy: 'balanced' },
+    stopGraceMs: 0,
+    checkPaths: false,
+  });
+  const running = async () => (await driver.list(root)).map((d) => d.vmId).sort();
+  try {
+    const a = (await service.create({ name: 'a', cpus: 1, memoryMib: 64 }, 'key-a')).vm;
+    assert.deepEqual([a.state, a.generation, a.driver], ['running', 3, 'sim']);
+    const audit = await store.events.list({ resourceId: a.id });
+    assert.deepEqual(
+      audit.map((e) => [e.data['from'], e.data['to'], e.data['generation']]),
+      [
+        ['pending', 'scheduled', 1],
+        ['scheduled', 'starting', 2],
+        ['starting', 'running', 3],
+      ],
+    );
+    // Replay of the key: the same VM, and the start made for it is undone.
+    const again = await service.create({ name: 'a', cpus: 1, memoryMib: 64 }, 'key-a');
+    assert.deepEqual([again.replayed, again.vm.id], [true, a.id]);
+    // A taken name and a node that is full: errors, and nothing left running.
+    await assert.rejects(service.create({ name: 'a', cpus: 1, memoryMib: 64 }), /vm already exists: a/);
+    await assert.rejects(service.create({ name: 'big', cpus: 2, memoryMib: 64 }), /resource exhausted: cpus/);
+    assert.deepEqual(await running(), [a.id]);
+    // The driver refuses the start: recorded failed step by step, as for any driver.
+    const r = (await service.create({ name: 'refused', cpus: 1, memoryMib: 64 })).vm;
+    assert.equal(r.state, 'failed');
+    assert.match(r.error ?? '', /start failed: injected start failure/);
+    assert.deepEqual(await running(), [a.id]);
+    assert.deepEqual(await store.allocations.usage('n1'), await store.allocations.summedUsage('n1'));
+    assert.equal((await store.allocations.usage('n1')).cpus, 2);
+  } finally {
+    await service.close();
+    await store.close();
+  }
 });
