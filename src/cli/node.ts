@@ -1,8 +1,19 @@
 // `novacron node list|drain|uncordon`: the region's nodes, and the draining mark of the node the CLI talks to.
+// Drain, in a region with shared records (PostgreSQL), moves the node's running VMs away by
+// stop-and-restart elsewhere (not live migration) and waits until none is left, showing progress.
 import type { Command } from 'commander';
 import { action, output, renderTable } from './run.js';
 import { NODE_COLUMNS, connFlags, expectOk, nodeClient, nodeRows } from './cluster.js';
 import type { ClusterAnswer, ConnFlags } from './cluster.js';
+
+interface DrainFlags extends ConnFlags {
+  wait?: boolean;
+  timeout?: string;
+}
+
+interface DrainAnswer extends ClusterAnswer {
+  drain?: { method: 'stop-and-restart' | 'none'; moving: number };
+}
 
 export function registerNodeCommand(program: Command): void {
   const node = program.command('node').description('Nodes of the region');
@@ -13,16 +24,53 @@ export function registerNodeCommand(program: Command): void {
       output(c.nodes, f.output === 'json', () => renderTable(nodeRows(c), NODE_COLUMNS));
     }),
   );
-  for (const [op, text] of [
-    ['drain', 'Mark the node at --url draining (VMs are not moved off it yet)'],
-    ['uncordon', 'Clear the draining mark of the node at --url'],
-  ] as const) {
-    connFlags(node.command(op).description(text)).action(
-      action(async (f: ConnFlags) => {
-        const { call } = await nodeClient(f);
-        const c = (await expectOk(await call('POST', `/api/v1/cluster/self/${op}`))) as ClusterAnswer;
-        output(c.nodes, f.output === 'json', () => renderTable(nodeRows(c), NODE_COLUMNS));
-      }),
-    );
-  }
+  connFlags(
+    node
+      .command('drain')
+      .description(
+        'Mark the node at --url draining (no new VMs) and move its running VMs away: each is stopped there and restarted elsewhere by the leader (stop-and-restart, not live migration)',
+      )
+      .option('--no-wait', 'return once the mark is set, without waiting for the VMs to leave')
+      .option('--timeout <seconds>', 'longest wait for the VMs to leave', '300'),
+  ).action(
+    action(async (f: DrainFlags) => {
+      const { call } = await nodeClient(f);
+      const c = (await expectOk(await call('POST', '/api/v1/cluster/self/drain'))) as DrainAnswer;
+      const json = f.output === 'json';
+      const drain = c.drain ?? { method: 'none', moving: 0 };
+      if (!json)
+        process.stdout.write(
+          drain.method === 'none'
+            ? `${c.self} marked draining (no shared records: its VMs are not moved)\n`
+            : `${c.self} marked draining; moving ${drain.moving} VM(s) away by stop-and-restart elsewhere (not live migration)\n`,
+        );
+      let left = 0;
+      if (drain.method !== 'none' && f.wait !== false) {
+        const timeoutMs = Number(f.timeout ?? '300') * 1000;
+        if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+          throw new Error(`--timeout must be a positive number of seconds, got ${f.timeout}`);
+        const deadline = Date.now() + timeoutMs;
+        let last = -1;
+        for (;;) {
+          const local = (await expectOk(await call('GET', '/api/v1/cluster/self/vms'))) as { vms: string[] };
+          left = local.vms.length;
+          if (left !== last && !json) process.stdout.write(`  ${left} VM(s) still running on ${c.self}\n`);
+          last = left;
+          if (left === 0 || Date.now() > deadline) break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        if (left > 0) throw new Error(`drain of ${c.self}: ${left} VM(s) still running after ${f.timeout} s`);
+      }
+      output({ self: c.self, drain, left, nodes: c.nodes }, json, () =>
+        renderTable(nodeRows(c), NODE_COLUMNS),
+      );
+    }),
+  );
+  connFlags(node.command('uncordon').description('Clear the draining mark of the node at --url')).action(
+    action(async (f: ConnFlags) => {
+      const { call } = await nodeClient(f);
+      const c = (await expectOk(await call('POST', '/api/v1/cluster/self/uncordon'))) as ClusterAnswer;
+      output(c.nodes, f.output === 'json', () => renderTable(nodeRows(c), NODE_COLUMNS));
+    }),
+  );
 }

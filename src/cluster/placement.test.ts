@@ -90,6 +90,23 @@ test('planRegion: HA VMs fenced on a live node are assigned again; stale assignm
   ]);
 });
 
+test('planRegion: VMs a draining node handed back (stopped, desired running) are moved', () => {
+  const handed = vm({ node: 'a', state: 'stopped' });
+  const stillRunning = vm({ node: 'a', state: 'running' });
+  const stoppedByUser = vm({ node: 'a', state: 'stopped', desiredState: 'stopped' });
+  const plan = planRegion({
+    rows: [handed, stillRunning, stoppedByUser],
+    live: new Set(['a', 'b']),
+    dueDown: new Set(),
+    assignments: new Set(),
+    draining: new Set(['a']),
+  });
+  assert.deepEqual(
+    plan.move.map((v) => v.id),
+    [handed.id],
+  );
+});
+
 test('regionSnapshot: members with usage, draining marked; withAllocation adds to one node', () => {
   const s = regionSnapshot(
     [

@@ -88,7 +88,7 @@ export interface PlanInput {
   readonly dueDown: ReadonlySet<string>;
   /** Existing assignments as `node/vm`. */
   readonly assignments: ReadonlySet<string>;
-  /** Nodes that drain: their running VMs are moved (stop and restart elsewhere). */
+  /** Nodes that drain: the VMs they handed back (stopped, desired running) are placed elsewhere. */
   readonly draining?: ReadonlySet<string>;
 }
 
@@ -111,7 +111,7 @@ export function planRegion(input: PlanInput): RegionPlan {
         move.push(vm);
       continue;
     }
-    if (input.draining?.has(vm.node) === true && LIVE_STATES.has(vm.state)) {
+    if (input.draining?.has(vm.node) === true && vm.state === 'stopped') {
       move.push(vm);
       continue;
     }

@@ -153,7 +153,7 @@ export class RegionLeader {
     );
     // Draining nodes take no new VMs (the scheduler skips them); the node itself hands its VMs back.
     const draining = new Set([...liveInfo.values()].filter((n) => n.draining === true).map((n) => n.id));
-    const plan = planRegion({ rows, live, dueDown, assignments });
+    const plan = planRegion({ rows, live, dueDown, assignments, draining });
 
     const ready = [...liveInfo.values()];
     const usage = new Map<string, NodeUsage>();
@@ -188,7 +188,7 @@ export class RegionLeader {
       try {
         updated = await store.transaction(async (tx) => {
           let u = vm;
-          if (from !== null && u.state !== 'failed' && u.state !== 'scheduled') {
+          if (from !== null && !['failed', 'scheduled', 'stopped'].includes(u.state)) {
             u = await tx.vms.update(vm.id, u.generation, {
               state: 'failed',
               spec: { ...spec, handle: null },

@@ -37,8 +37,19 @@ export interface ClusterService {
   view(): ClusterView;
   /** etcd connection facts, null in single mode. */
   etcd(): ClusterEtcdInfo | null;
-  /** Marks this node draining (or not) in its membership record. */
-  setDraining(draining: boolean): Promise<void>;
+  /**
+   * Marks this node draining (or not) in its membership record. Draining, in a region with shared
+   * records, also hands its running VMs back one by one (stopped here, then placed elsewhere by the
+   * leader): stop-and-restart, not live migration.
+   */
+  setDraining(draining: boolean): Promise<DrainOutcome>;
+}
+
+export interface DrainOutcome {
+  /** `none`: only the mark (no shared records, or uncordon). */
+  readonly method: 'stop-and-restart' | 'none';
+  /** VMs being moved off this node. */
+  readonly moving: number;
 }
 
 export interface ClusterEtcdInfo {
@@ -98,7 +109,7 @@ function singleService(config: NovaCronConfig, services: Services): ClusterServi
       nodes: [{ id, status: 'ready', address: hostPortOf(services.api?.url ?? '') }],
     }),
     etcd: () => null,
-    setDraining: () =>
+    setDraining: (): Promise<DrainOutcome> =>
       Promise.reject(
         new UnavailableError('drain needs cluster.mode etcd: a single node has nowhere to send its VMs', {
           key: 'cluster.mode',
@@ -117,6 +128,8 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
   let registerError = '';
   /** Region work of this node (cluster mode on a shared PostgreSQL): agent, leader, fencing. */
   let regionStop: (() => Promise<void>) | null = null;
+  /** Hands this node's running VMs back to the leader (drain); null without shared records. */
+  let drainVms: (() => Promise<number>) | null = null;
   let mode: 'single' | 'etcd' = 'single';
   let service: ClusterService | null = null;
 
@@ -266,6 +279,8 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
           if (s.state !== 'ready')
             throw new UnavailableError('node is partitioned from etcd: writes refused until it rejoins');
           await membership.setDraining(draining);
+          if (!draining || !drainVms) return { method: 'none', moving: 0 };
+          return { method: 'stop-and-restart', moving: await drainVms() };
         },
       };
       const registrar: NodeRegistrar = {
@@ -351,7 +366,35 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
               publish: (type, data) => ctx.events.publish(type, data),
             });
             const l = leader;
+            let drainRun: Promise<void> = Promise.resolve();
+            drainVms = async () => {
+              const page = await store.vms.list({
+                filters: { node: nodeId, state: 'running', desiredState: 'running' },
+                limit: 1000,
+              });
+              const ids = page.items.map((v) => v.id);
+              ctx.logger.info(
+                { vms: ids.length },
+                `draining: handing ${ids.length} VM(s) back (stop, then restart elsewhere)`,
+              );
+              drainRun = drainRun.then(async () => {
+                for (const id of ids) {
+                  if (membership?.self.draining !== true || s.state !== 'ready') break;
+                  try {
+                    if (await vms.handBack(id)) await c.kv.put(Keys.pending(id)).value(nodeId);
+                  } catch (err) {
+                    ctx.logger.warn(
+                      { vmId: id, err: (err as Error).message },
+                      'draining: could not hand a VM back',
+                    );
+                  }
+                }
+              });
+              return ids.length;
+            };
             regionStop = async () => {
+              drainVms = null;
+              await drainRun;
               clearInterval(policyTimer);
               offFence();
               vms.setRegionHooks(undefined);

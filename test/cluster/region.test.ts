@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
+import { runCli } from '../helpers/cli.js';
 import { etcdAvailable } from './etcd-harness.js';
 import { DoubleRunWatcher, Region, type ClusterBody, type VmRow } from './region-harness.js';
 
@@ -223,6 +224,45 @@ test(
         () => region.rows(),
         (r) => allRunning(r, total),
       );
+      await assertPlacedOnce(region);
+
+      // 5. drain through the real CLI: the node's VMs are stopped there and restarted elsewhere
+      //    (stop-and-restart), it takes no new VMs, and uncordon makes it ready again
+      rows = await region.rows();
+      const drained = NODES.slice().sort(
+        (x, y) => rows.filter((r) => r.node === y).length - rows.filter((r) => r.node === x).length,
+      )[0]!;
+      const toMove = rows.filter((r) => r.node === drained).map((r) => r.id);
+      assert.ok(toMove.length > 0, `drained node ${drained} runs VMs`);
+      const dn = region.node(drained);
+      const drainCli = runCli(['node', 'drain', '--url', dn.url, '--data-dir', dn.dataDir, '-o', 'json']);
+      assert.equal(await drainCli.exited, 0, drainCli.output());
+      const drainOut = JSON.parse(drainCli.output()) as {
+        drain: { method: string; moving: number };
+        left: number;
+      };
+      assert.deepEqual(drainOut.drain, { method: 'stop-and-restart', moving: toMove.length });
+      assert.equal(drainOut.left, 0);
+      rows = await region.until(
+        `VMs of drained ${drained} running elsewhere`,
+        () => region.rows(),
+        (r) =>
+          toMove.every((id) => r.some((x) => x.id === id && x.state === 'running' && x.node !== drained)),
+      );
+      assert.equal((await region.createVm(drained, 'while-draining')).status, 201);
+      total++;
+      rows = await region.until(
+        'create placed while draining',
+        () => region.rows(),
+        (r) => allRunning(r, total),
+      );
+      assert.notEqual(
+        rows.find((r) => r.name === 'while-draining')?.node,
+        drained,
+        'no new VM on a draining node',
+      );
+      const uncordonCli = runCli(['node', 'uncordon', '--url', dn.url, '--data-dir', dn.dataDir]);
+      assert.equal(await uncordonCli.exited, 0, uncordonCli.output());
       await assertPlacedOnce(region);
       const finalView = await driverView();
       for (const r of await region.rows())

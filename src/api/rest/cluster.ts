@@ -132,16 +132,30 @@ export function clusterRoutes(app: FastifyInstance, deps: RestServerDeps): void 
           tags: ['cluster'],
           summary:
             op === 'drain'
-              ? 'Mark this node draining (no VMs are moved yet)'
+              ? 'Mark this node draining; with shared records its running VMs are stopped here and restarted elsewhere by the leader, one by one (`drain.moving`; poll /api/v1/cluster/self/vms)'
               : 'Clear the draining mark of this node',
-          response: { 200: clusterView },
+          response: {
+            200: {
+              ...clusterView,
+              properties: {
+                ...clusterView.properties,
+                drain: {
+                  type: 'object',
+                  properties: {
+                    method: { type: 'string', enum: ['stop-and-restart', 'none'] },
+                    moving: { type: 'integer' },
+                  },
+                },
+              },
+            },
+          },
         },
       },
       async () => {
         const c = cluster();
-        await c.setDraining(draining);
+        const drain = await c.setDraining(draining);
         const v = c.view();
-        return { mode: c.mode, self: c.nodeId, leader: v.leader, nodes: v.nodes, etcd: c.etcd() };
+        return { mode: c.mode, self: c.nodeId, leader: v.leader, nodes: v.nodes, etcd: c.etcd(), drain };
       },
     );
   }
