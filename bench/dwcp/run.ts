@@ -33,6 +33,15 @@ const DATA = process.env.DWCP_BENCH_DIR ?? '/tmp/dwcp-bench';
 const quick = process.argv.includes('--quick');
 /** `--wan-only`: skip delta sizes and loopback, run the 100 Mbit/s link only (a focused re-run). */
 const wanOnly = process.argv.includes('--wan-only');
+/** `--only=NAME[,NAME]` data sets, `--methods=tcp,dwcp`, `--cc=bbr|cubic`: narrow a --wan-only run further. */
+const argList = (k: string): string[] | undefined =>
+  process.argv
+    .find((a) => a.startsWith(`--${k}=`))
+    ?.slice(k.length + 3)
+    .split(',');
+const onlyData = argList('only');
+const onlyMethods = argList('methods');
+const onlyCc = argList('cc');
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -44,14 +53,18 @@ function sh(cmd: string, args: string[]): string {
 function prepareData(): Record<string, string> {
   mkdirSync(DATA, { recursive: true });
   const f = (n: string) => join(DATA, n);
-  if (!existsSync(f('mem-v1.img')) || !existsSync(f('mem-v2.img'))) {
+  const want = (n: string) => !onlyData || onlyData.includes(n);
+  if (
+    (want('mem-v1.img') || want('mem-v2.img')) &&
+    (!existsSync(f('mem-v1.img')) || !existsSync(f('mem-v2.img')))
+  ) {
     process.stderr.write('capturing the test guest RAM with QEMU …\n');
     sh('sh', [join(HERE, 'capture-guest-ram.sh'), DATA, '256']);
   }
-  if (!existsSync(f('disk-v1.img'))) {
+  if (want('disk-v1.img') && !existsSync(f('disk-v1.img'))) {
     sh('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-d', '/usr/share/doc', f('disk-v1.img'), '256M']);
   }
-  if (!existsSync(f('disk-v2.img'))) {
+  if (want('disk-v1.img') && !existsSync(f('disk-v2.img'))) {
     // 5 % of the 4 KiB blocks rewritten at seeded positions, then 16 inserts of 1000 bytes.
     const v1 = readFileSync(f('disk-v1.img'));
     const blocks = v1.length / 4096;
@@ -70,12 +83,20 @@ function prepareData(): Record<string, string> {
     writeFileSync(f('disk-v2.img'), Buffer.concat(parts));
   }
   if (!existsSync(f('random.bin'))) writeFileSync(f('random.bin'), randomBytes(64 << 20));
+  // The goodput bar on the 100 Mbit/s link: long enough (about 23 s) that set-up and slow start do
+  // not dominate, as they do for 64 MiB (about 6 s).
+  if (want('random-256.bin') && !existsSync(f('random-256.bin'))) {
+    const big = Buffer.allocUnsafe(256 << 20);
+    for (let off = 0; off < big.length; off += 1 << 20) randomBytes(1 << 20).copy(big, off);
+    writeFileSync(f('random-256.bin'), big);
+  }
   return {
     mem1: f('mem-v1.img'),
     mem2: f('mem-v2.img'),
     disk1: f('disk-v1.img'),
     disk2: f('disk-v2.img'),
     random: f('random.bin'),
+    random256: f('random-256.bin'),
   };
 }
 
@@ -195,7 +216,8 @@ async function transfer(
   } else {
     // dwcp: adaptive streams, BBR per socket where the kernel has it (the product default);
     // dwcp-host: adaptive streams on the namespace's default congestion control; dwcp-1: one stream.
-    const streamsArg = method === 'dwcp-1' ? '1' : 'auto';
+    const fixed = /^dwcp-(\d+)$/.exec(method)?.[1];
+    const streamsArg = fixed ?? 'auto';
     const dwcpCc = method === 'dwcp-host' ? 'host' : 'auto';
     res = await pair(
       spawnP,
@@ -303,21 +325,32 @@ async function main(): Promise<void> {
         '100M-40ms-0.1%',
         { rateMbit: 100, delayMs: 20, lossPct: 0.1 },
         ['bbr', 'cubic'],
-        sets.slice(0, 1).concat([['random.bin', d.random!]]),
+        sets.slice(0, 1).concat([
+          ['random.bin', d.random!],
+          ['random-256.bin', d.random256!],
+        ]),
       ],
       ['1G-2ms', { rateMbit: 1000, delayMs: 1 }, ['bbr'], sets.slice(0, 1)],
       ['20M-150ms', { rateMbit: 20, delayMs: 75 }, ['bbr'], [['random.bin', d.random!]]],
     ];
     for (const [label, opts, ccs, data] of wanOnly ? links.slice(0, 1) : links) {
-      for (const cc of ccs) {
+      for (const cc of ccs.filter((c) => !onlyCc || onlyCc.includes(c))) {
         const link = await startWanLink({ ...opts, congestionControl: cc, seed: 7 });
         try {
           for (const [name, file] of data) {
-            if (wanOnly && cc === 'cubic' && name !== 'random.bin') continue; // keep the re-run short
+            if (wanOnly && cc === 'cubic' && !name.startsWith('random')) continue; // keep the re-run short
+            if (onlyData && !onlyData.includes(name)) continue;
+            // 256 MiB random: DWCP against plain TCP only, and no 3-minute plain cubic baseline
+            // (the 64 MiB file gives that ratio).
+            const big = name === 'random-256.bin';
             // On cubic, also DWCP left on cubic: what more streams alone buy.
-            for (const m of cc === 'cubic'
+            for (const m of (cc === 'cubic'
               ? ['tcp', 'zstd-3', 'dwcp-host', 'dwcp']
-              : ['tcp', 'zstd-3', 'dwcp'])
+              : ['tcp', 'zstd-3', 'dwcp']
+            )
+              .concat(onlyMethods?.filter((x) => /^dwcp-\d+$/.test(x)) ?? [])
+              .filter((x) => !onlyMethods || onlyMethods.includes(x))
+              .filter((x) => !big || (x !== 'zstd-3' && !(cc === 'cubic' && x === 'tcp'))))
               rows.push(await transfer(wanSpawner(link), link.addrB, label, cc, name, file, m, port++));
           }
         } finally {
@@ -331,7 +364,17 @@ async function main(): Promise<void> {
   results.transfers = rows;
   mkdirSync(join(HERE, 'results'), { recursive: true });
   writeFileSync(
-    join(HERE, 'results', quick ? 'quick.json' : wanOnly ? 'wan-100m.json' : 'latest.json'),
+    join(
+      HERE,
+      'results',
+      quick
+        ? 'quick.json'
+        : onlyData || onlyMethods || onlyCc
+          ? 'scratch.json'
+          : wanOnly
+            ? 'wan-100m.json'
+            : 'latest.json',
+    ),
     JSON.stringify(results, null, 2) + '\n',
   );
   // Table

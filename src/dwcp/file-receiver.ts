@@ -41,6 +41,10 @@ export interface FileReceiver {
 }
 
 const MAX_HAVE_QUERY = 65536;
+/** The background whole-file hash runs once at least this much new contiguous data is written. */
+const HASH_BEHIND_BYTES = 4 << 20;
+/** `end` fails when no more data arrives for this long while bytes are still missing. */
+const END_STALL_MS = 60_000;
 
 /** A file name a sender may write: one path component, no leading dot (those are ours). */
 export function checkFileName(name: string): string {
@@ -76,6 +80,18 @@ class FileSession implements SessionHandler {
   private tempPath = '';
   private entries: Buffer[] = [];
   private done = false;
+  // Whole-file SHA-256, computed behind the writes: bundles cover consecutive ranges in seq order,
+  // so once seqs 1..k are written, [0, end of k) is final and is read back and hashed while the
+  // transfer goes on; `end` only hashes the remainder.
+  private readonly whole = createHash('sha256');
+  private hashedPos = 0;
+  private hashTarget = 0;
+  private nextHashSeq = 1;
+  private readonly seqEnds = new Map<number, number>();
+  private hashing: Promise<void> = Promise.resolve();
+  private hashError: Error | undefined;
+  /** Wakes an `end` that arrived before the last data (the sender does not wait for acks first). */
+  private progress: (() => void) | undefined;
 
   constructor(
     private readonly id: string,
@@ -126,7 +142,7 @@ class FileSession implements SessionHandler {
   }
 
   /** Writes one bundle: every record verified, contiguous blocks coalesced into one write. */
-  async onData(_seq: number, payload: Buffer): Promise<void> {
+  async onData(seq: number, payload: Buffer): Promise<void> {
     const fh = this.fh;
     if (!fh || this.done) throw new InvalidStateError('data before open or after end');
     let runStart = -1;
@@ -146,11 +162,13 @@ class FileSession implements SessionHandler {
       parts = [];
       written = [];
     };
+    let lastEnd = -1;
     for (const bytes of decodeBundle(payload)) {
       const rec = decodeRecord(bytes);
       if (rec.offset + rec.length > this.size) {
         throw new IntegrityError(`record ${rec.offset}+${rec.length} beyond the file size ${this.size}`);
       }
+      lastEnd = rec.offset + rec.length;
       if (rec.kind === BlockKind.Zero) continue;
       const data = materialize(rec, (h, len) => this.index.read(h, len));
       if (rec.offset !== runEnd) {
@@ -162,9 +180,55 @@ class FileSession implements SessionHandler {
       written.push({ hash: rec.hash, offset: rec.offset, length: rec.length });
     }
     await flush();
+    this.seqEnds.set(seq, lastEnd);
+    let advanced = false;
+    for (
+      let e = this.seqEnds.get(this.nextHashSeq);
+      e !== undefined;
+      e = this.seqEnds.get(this.nextHashSeq)
+    ) {
+      this.seqEnds.delete(this.nextHashSeq++);
+      if (e > this.hashTarget) {
+        this.hashTarget = e;
+        advanced = true;
+      }
+    }
+    if (advanced) {
+      const p = this.progress;
+      this.progress = undefined;
+      p?.();
+    }
+    if (advanced && this.hashTarget - this.hashedPos >= HASH_BEHIND_BYTES) {
+      const target = this.hashTarget;
+      this.hashing = this.hashing.then(() => this.hashUpTo(target));
+    }
+  }
+
+  /** Reads [hashedPos, target) back from the part file into the whole-file hash. */
+  private async hashUpTo(target: number): Promise<void> {
+    const fh = this.fh;
+    if (!fh || this.hashError || target <= this.hashedPos) return;
+    const buf = Buffer.allocUnsafe(1 << 20);
+    try {
+      while (this.hashedPos < target) {
+        const { bytesRead } = await fh.read(
+          buf,
+          0,
+          Math.min(buf.length, target - this.hashedPos),
+          this.hashedPos,
+        );
+        if (bytesRead <= 0) throw new IntegrityError('received file is shorter than announced');
+        this.whole.update(buf.subarray(0, bytesRead));
+        this.hashedPos += bytesRead;
+      }
+    } catch (err) {
+      this.hashError = err as Error;
+    }
   }
 
   async sync(): Promise<void> {
+    // After `end` the file is synced and closed by end itself.
+    if (this.done) return;
     await this.fh?.datasync();
   }
 
@@ -174,23 +238,41 @@ class FileSession implements SessionHandler {
     if (!fh) throw new InvalidStateError('end before open');
     if (this.done) return { ok: true };
     const want = String(b.sha256 ?? '');
-    const h = createHash('sha256');
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let pos = 0; pos < this.size;) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.size - pos), pos);
-      if (bytesRead <= 0) throw new IntegrityError('received file is shorter than announced');
-      h.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
+    // The sender asks as soon as it has queued the last record: wait until every byte is written
+    // (records arrive in order of seq; a gap that does not close within END_STALL_MS is an error).
+    while (this.hashTarget < this.size) {
+      const before = this.hashTarget;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, END_STALL_MS);
+        this.progress = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (this.hashTarget === before)
+        throw new IntegrityError(
+          `end: the file is incomplete (${this.hashTarget} of ${this.size} bytes in order after ${END_STALL_MS / 1000} s)`,
+        );
     }
-    const got = h.digest('hex');
+    await this.hashing;
+    await this.hashUpTo(this.size);
+    if (this.hashError) throw this.hashError;
+    const got = this.whole.digest('hex');
     if (got !== want)
       throw new IntegrityError(
         `received file fails its SHA-256 check (${got.slice(0, 16)} != ${want.slice(0, 16)})`,
       );
-    await fh.sync();
-    await fh.close();
+    // Detach the handle first: a periodic sync() of the session must not touch a closing file.
     this.fh = undefined;
     this.done = true;
+    try {
+      await fh.sync();
+      await fh.close();
+    } catch (err) {
+      this.done = false; // onEnd removes the part file
+      await fh.close().catch(() => {});
+      throw err;
+    }
     const finalPath = join(this.opts.dir, this.name);
     this.index.closeFiles();
     renameSync(this.tempPath, finalPath);

@@ -5,7 +5,11 @@ export { createReceiver, checkFileName, type ReceiverOptions, type FileReceiver 
 export { AmstSender, type AmstSenderOptions, type AmstStats } from './transport/sender.js';
 export { AmstServer, type AmstServerOptions, type SessionHandler } from './transport/server.js';
 export type { ConnectionSecurity } from './transport/connection.js';
-export { StreamCountController, type StreamCountBounds } from './transport/stream-count.js';
+export {
+  StreamCountController,
+  type StreamCountBounds,
+  type StreamCountTuning,
+} from './transport/stream-count.js';
 export { FrameParser, FrameType, encodeFrame, MAX_FRAME_PAYLOAD, type Frame } from './encoding/frame.js';
 export {
   CdcChunker,

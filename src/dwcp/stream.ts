@@ -6,15 +6,17 @@ import { Readable, Writable } from 'node:stream';
 import { ProtocolError } from '../errors.js';
 import { FixedChunker, PAGE_SIZE } from './encoding/chunker.js';
 import type { CodecChoice } from './encoding/codec.js';
-import { hashBlock, hashKey } from './encoding/hash.js';
+import { hashBlock, hashKey, isZeroBlock } from './encoding/hash.js';
 import {
   BLOCK_CLASS,
   BlockKind,
   decodeRecord,
   encodeBlock,
   materialize,
+  zeroRecord,
   type BlockClass,
 } from './encoding/record.js';
+import { BUNDLE_TARGET_BYTES, decodeBundle, encodeBundle } from './encoding/bundle.js';
 import { AmstSender, type AmstSenderOptions } from './transport/sender.js';
 import type { SessionHandler } from './transport/server.js';
 
@@ -50,32 +52,80 @@ export interface DwcpStreamWriter extends Writable {
   readonly amst: AmstSender;
 }
 
+/** Records are gathered into bundles of about this many raw bytes (one Data frame each). */
+const STREAM_BUNDLE_BYTES = BUNDLE_TARGET_BYTES;
+/** Longest run of zero pages one zero record covers (bounds the receiver's allocation). */
+const MAX_ZERO_RUN = 1 << 20;
+const NO_CODEC: CodecChoice = { codec: 'none', level: 0 };
+
 /** Opens a DWCP byte stream to an AMST server whose sessions are served by `streamReceiver`. */
 export async function openStreamSender(opts: StreamSenderOptions): Promise<DwcpStreamWriter> {
   const amst = await AmstSender.open(opts);
-  await amst.request({ t: 'stream-open', label: opts.label ?? '' });
+  // `bundles`: records travel many to a Data frame, compressed together (receivers that do not
+  // know the flag would reject the first frame on its hashes, never deliver wrong bytes).
+  await amst.request({ t: 'stream-open', label: opts.label ?? '', bundles: 1 });
   const cache = new ContentCache(opts.cacheBlocks ?? 16384);
   const chunker = new FixedChunker(PAGE_SIZE);
   const chunks: Record<BlockClass, number> = { zero: 0, known: 0, delta: 0, literal: 0 };
   let offset = 0;
   let lastSeq = 0;
-  const sendBlocks = async (blocks: { offset: number; data: Buffer }[]) => {
+  let bundle: Buffer[] = [];
+  let bundleRaw = 0;
+  let zeroAt = -1;
+  let zeroLen = 0;
+  const endZeroRun = () => {
+    if (zeroLen === 0) return;
+    const r = zeroRecord(zeroAt, zeroLen);
+    bundle.push(r);
+    bundleRaw += r.length + 4;
+    zeroLen = 0;
+    zeroAt = -1;
+  };
+  const sendBundle = async () => {
+    endZeroRun();
+    if (bundle.length === 0) return;
+    const payload = encodeBundle(bundle, opts.codec);
+    bundle = [];
+    bundleRaw = 0;
+    lastSeq = await amst.send(payload);
+  };
+  const sendBlocks = async (blocks: { offset: number; data: Buffer }[], flush: boolean) => {
     for (const b of blocks) {
-      const h = hashBlock(b.data);
-      const enc = encodeBlock(b.offset, b.data, { receiverHas: (x) => cache.has(x), codec: opts.codec }, h);
-      if (enc.kind !== BlockKind.Zero) cache.put(h, Buffer.from(b.data));
-      chunks[BLOCK_CLASS[enc.kind]]++;
-      lastSeq = await amst.send(enc.bytes);
       offset = b.offset + b.data.length;
+      if (isZeroBlock(b.data)) {
+        chunks.zero++;
+        if (zeroLen > 0 && zeroAt + zeroLen === b.offset && zeroLen + b.data.length <= MAX_ZERO_RUN) {
+          zeroLen += b.data.length;
+        } else {
+          endZeroRun();
+          zeroAt = b.offset;
+          zeroLen = b.data.length;
+        }
+        continue;
+      }
+      endZeroRun();
+      const h = hashBlock(b.data);
+      // Uncompressed into the bundle; the bundle is compressed as a whole.
+      const enc = encodeBlock(b.offset, b.data, { receiverHas: (x) => cache.has(x), codec: NO_CODEC }, h);
+      // Both ends put every non-zero block, known ones too (refreshing their place), in record order.
+      cache.put(h, enc.kind === BlockKind.Known ? cache.get(h)! : Buffer.from(b.data));
+      chunks[BLOCK_CLASS[enc.kind]]++;
+      bundle.push(enc.bytes);
+      bundleRaw += enc.bytes.length + 4;
+      if (bundleRaw >= STREAM_BUNDLE_BYTES) await sendBundle();
     }
+    // Nothing more is waiting to be written: send what we have now, so a pause in the producer
+    // (e.g. the end of a migration pass) never leaves bytes sitting in a half-full bundle.
+    if (flush) await sendBundle();
   };
   const w = new Writable({
     highWaterMark: 1 << 20,
-    write(chunk: Buffer, _enc, cb) {
-      sendBlocks(chunker.push(chunk)).then(() => cb(), cb);
+    writev(items, cb) {
+      const blocks = items.flatMap((it) => chunker.push(it.chunk as Buffer));
+      sendBlocks(blocks, true).then(() => cb(), cb);
     },
     final(cb) {
-      sendBlocks(chunker.end())
+      sendBlocks(chunker.end(), true)
         .then(() => amst.flush())
         .then(() => amst.request({ t: 'stream-end', lastSeq, bytes: offset }))
         .then(() => amst.close())
@@ -119,15 +169,26 @@ export function streamReceiver(
         readable.push(null);
       }
     };
+    let bundled = false;
+    /** One Data payload back into bytes: a bundle of records (current senders) or a single record. */
+    const decode = (payload: Buffer): Buffer => {
+      const records = bundled ? decodeBundle(payload) : [payload];
+      const parts: Buffer[] = [];
+      for (const bytes of records) {
+        const rec = decodeRecord(bytes);
+        const data = materialize(rec, (h) => cache.get(h));
+        if (rec.kind !== BlockKind.Zero) cache.put(rec.hash, data);
+        parts.push(data);
+      }
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    };
     const drain = () => {
       for (;;) {
         const p = pending.get(next);
         if (!p) break;
         let data: Buffer;
         try {
-          const rec = decodeRecord(p.payload);
-          data = materialize(rec, (h) => cache.get(h));
-          if (rec.kind !== BlockKind.Zero) cache.put(rec.hash, data);
+          data = decode(p.payload);
         } catch (err) {
           p.reject(err as Error);
           readable.destroy(err as Error);
@@ -154,6 +215,7 @@ export function streamReceiver(
       onRequest: (body) => {
         const b = (body ?? {}) as Record<string, unknown>;
         if (b.t === 'stream-open') {
+          bundled = b.bundles === 1;
           onStream(readable, typeof b.label === 'string' ? b.label : '');
           return Promise.resolve({ ok: true });
         }

@@ -105,4 +105,44 @@ describe('AMST transport (loopback)', () => {
     );
     await server.close();
   });
+
+  it('opens the other streams in the background and reads the kernel TCP counters', async () => {
+    const h = gatedHandler();
+    h.openGate();
+    const server = await AmstServer.listen({
+      host: '127.0.0.1',
+      port: 0,
+      security,
+      onSession: () => h.handler,
+    });
+    const opened: number[] = [];
+    let allUp: () => void = () => {};
+    const up = new Promise<void>((r) => (allUp = r));
+    const sender = await AmstSender.open({
+      host: '127.0.0.1',
+      port: server.address.port,
+      security,
+      streams: 3,
+      onStream: (i) => {
+        opened.push(i);
+        if (opened.length === 3) allUp();
+      },
+    });
+    // open() resolved with the first stream; the rest follow without being awaited.
+    assert.ok(opened.includes(0));
+    await up;
+    assert.deepEqual([...opened].sort(), [0, 1, 2]);
+    for (let i = 0; i < 20; i++) await sender.send(Buffer.alloc(64 * 1024, i));
+    await sender.flush();
+    // Per-socket TCP_INFO comes from the same addon as TCP_CONGESTION (compiled with cc on first use).
+    const infos = sender.connections().map((c) => c.tcpInfo());
+    assert.ok(
+      infos.every((i) => i !== undefined),
+      'TCP_INFO unavailable: is cc installed?',
+    );
+    const acked = infos.reduce((a, i) => a + (i?.bytesAcked ?? 0), 0);
+    assert.ok(acked >= 20 * 64 * 1024, `kernel acknowledged ${acked} bytes`);
+    await sender.close();
+    await server.close();
+  });
 });

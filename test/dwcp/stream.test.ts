@@ -6,6 +6,10 @@ import { randomBytes, createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { AmstServer } from '../../src/dwcp/transport/server.js';
 import { openStreamSender, streamReceiver } from '../../src/dwcp/stream.js';
+import { AmstSender } from '../../src/dwcp/transport/sender.js';
+import { encodeBundle } from '../../src/dwcp/encoding/bundle.js';
+import { encodeBlock } from '../../src/dwcp/encoding/record.js';
+import { NovaCronError } from '../../src/errors.js';
 
 const security = { token: 'stream-token', encrypt: true };
 
@@ -70,6 +74,37 @@ describe('DWCP byte stream', () => {
     );
     assert.ok(w.chunks.zero >= 255, `zero blocks: ${w.chunks.zero}`);
     assert.ok(w.chunks.known >= 150, `known blocks: ${w.chunks.known}`);
+    await server.close();
+  });
+
+  it('rejects a corrupted bundle on the stream path instead of delivering wrong bytes', async () => {
+    let failed: Promise<unknown> | undefined;
+    const server = await AmstServer.listen({
+      host: '127.0.0.1',
+      port: 0,
+      security,
+      onSession: streamReceiver((r) => {
+        failed = collect(r, false).then(
+          () => 'delivered',
+          (e: unknown) => e,
+        );
+      }),
+    });
+    const sender = await AmstSender.open({
+      host: '127.0.0.1',
+      port: server.address.port,
+      security,
+      streams: 1,
+    });
+    await sender.request({ t: 'stream-open', label: 'x', bundles: 1 });
+    const page = randomBytes(4096);
+    const rec = encodeBlock(0, page, { receiverHas: () => false, codec: { codec: 'none', level: 0 } }).bytes;
+    rec[rec.length - 1]! ^= 1; // one bit of the page flipped after hashing
+    await sender.send(encodeBundle([rec], { codec: 'zstd', level: 1 }));
+    await assert.rejects(sender.flush());
+    const outcome = await failed!;
+    assert.ok(outcome instanceof NovaCronError && outcome.code === 'integrity', String(outcome));
+    sender.abort(new Error('test over'));
     await server.close();
   });
 });

@@ -15,6 +15,21 @@ export type CongestionControlSetting = 'auto' | 'bbr' | 'cubic' | 'reno';
 
 interface Addon {
   set(fd: number, name: string): string;
+  info(fd: number): number[];
+}
+
+/** The kernel's view of one TCP socket (TCP_INFO). */
+export interface TcpInfo {
+  /** Payload bytes the peer's TCP has acknowledged. */
+  readonly bytesAcked: number;
+  /** Smoothed RTT, µs. */
+  readonly rttUs: number;
+  readonly cwnd: number;
+  readonly totalRetrans: number;
+  /** Bytes in the send buffer not yet sent. */
+  readonly notsentBytes: number;
+  /** The kernel's latest delivery-rate estimate, bytes/s. */
+  readonly deliveryRate: number;
 }
 
 let addon: Addon | undefined;
@@ -54,6 +69,31 @@ function load(): Addon | undefined {
   return addon;
 }
 
+function fdOf(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** TCP_INFO of a connected socket, or undefined where the addon or the socket is unavailable. */
+export function tcpInfo(socket: Socket): TcpInfo | undefined {
+  const a = load();
+  const fd = fdOf(socket);
+  if (!a || fd === undefined) return undefined;
+  try {
+    const [bytesAcked, rttUs, cwnd, totalRetrans, notsentBytes, deliveryRate] = a.info(fd);
+    return {
+      bytesAcked: bytesAcked ?? 0,
+      rttUs: rttUs ?? 0,
+      cwnd: cwnd ?? 0,
+      totalRetrans: totalRetrans ?? 0,
+      notsentBytes: notsentBytes ?? 0,
+      deliveryRate: deliveryRate ?? 0,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Congestion controls the kernel offers (from /proc). */
 export function availableCongestionControls(): string[] {
   try {
@@ -81,8 +121,8 @@ export function applyCongestionControl(
     setting === 'auto' ? (availableCongestionControls().includes('bbr') ? 'bbr' : undefined) : setting;
   if (!want) return undefined;
   const a = load();
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (!a || typeof fd !== 'number' || fd < 0) return undefined;
+  const fd = fdOf(socket);
+  if (!a || fd === undefined) return undefined;
   try {
     return a.set(fd, want);
   } catch {

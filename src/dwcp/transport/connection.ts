@@ -12,7 +12,12 @@ import {
 import { encodeFrame, FrameParser, FrameType, MAX_FRAME_PAYLOAD, type Frame } from '../encoding/frame.js';
 import { FrameOpener, FrameSealer } from './cipher.js';
 import { clientFinish, clientHello, serverReply, serverVerify } from './handshake.js';
-import { applyCongestionControl, type CongestionControlSetting } from './congestion.js';
+import {
+  applyCongestionControl,
+  tcpInfo,
+  type CongestionControlSetting,
+  type TcpInfo,
+} from './congestion.js';
 
 export interface ConnectionSecurity {
   /** Shared secret both ends hold (config `cluster.join_token`); authenticates the handshake. */
@@ -61,6 +66,11 @@ export class DwcpConnection {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** The kernel's counters for this stream's socket (undefined without the addon). */
+  tcpInfo(): TcpInfo | undefined {
+    return this.closed ? undefined : tcpInfo(this.socket);
   }
 
   /** Bytes queued in the socket, not yet handed to the kernel. */
