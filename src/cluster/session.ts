@@ -206,6 +206,18 @@ export class Session {
     ).catch(() => undefined);
     await this.grant();
     if (this.st === 'closed') return;
+    if (this.now() >= fenceDeadline(this.clock)) {
+      // The grant was answered too late (sent while still cut off): by the fence clock the new
+      // lease may already be close to expiry, so becoming ready would only fence again at once.
+      clearTimeout(this.fenceTimer);
+      const late = this.lease;
+      await withTimeout(
+        this.conn.client.leaseClient.leaseRevoke({ ID: late }),
+        this.conn.callTimeoutMs,
+        'revoke',
+      ).catch(() => undefined);
+      throw new Error('lease grant answered too late; granting again');
+    }
     this.st = 'ready';
     const lease = this.lease;
     // every listener runs even if another fails; a failing listener retries on its own
