@@ -16,6 +16,7 @@ import { detectQemu } from '../../src/vm/drivers/qemu/driver.js';
 import { waitForSerialLine } from '../../src/vm/drivers/qemu/serial.js';
 import { GUEST_READY_LINE, ensureTestGuest } from '../../test/vm/guest.js';
 import { openNodeStore, startNodeProcess } from '../../test/vm-api/node-process.js';
+import { WebSocket } from 'undici';
 import { LoadGenerator, type LoadRequest, type LoadResult } from './load.js';
 
 const CONCURRENCY = Number(process.env['VM_BENCH_CONCURRENCY'] ?? 1000);
@@ -101,6 +102,27 @@ async function simBench(): Promise<Record<string, unknown>> {
         await measured(pid, async () => count(await load.run(PER_ROUND, create(`c${r}`), is(201)))),
       );
     }
+    // One more round with a dashboard-like /ws subscriber (vm. events): the cost of publishing, and
+    // a check that every state change of every create reaches it (3 per create).
+    process.stdout.write(`sim: round with a /ws subscriber: ${PER_ROUND} creates\n`);
+    const wsUrl = `${node.url.replace(/^http/, 'ws')}/ws?types=vm.&token=${encodeURIComponent(node.token)}`;
+    const ws = new WebSocket(wsUrl);
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve());
+      ws.addEventListener('error', () => reject(new Error(`cannot open ${node.url}/ws`)));
+    });
+    let wsEvents = 0;
+    const want = 3 * PER_ROUND;
+    let seenAll!: () => void;
+    const allSeen = new Promise<void>((resolve) => (seenAll = resolve));
+    ws.addEventListener('message', (m) => {
+      const e = JSON.parse(String(m.data)) as { type: string; data: { name?: string } };
+      if (e.type === 'vm.state' && e.data.name?.startsWith('ws-') === true && ++wsEvents === want) seenAll();
+    });
+    const withWs = await measured(pid, async () => count(await load.run(PER_ROUND, create('ws'), is(201))));
+    await Promise.race([allSeen, new Promise((r) => setTimeout(r, 30_000))]);
+    ws.close();
+    if (wsEvents !== want) throw new Error(`/ws subscriber got ${wsEvents} vm.state events, want ${want}`);
     const mean = (k: keyof Measured) => rounds.reduce((a, b) => a + (b[k] as number), 0) / rounds.length;
     const summary = {
       perSecond: Math.round(mean('perSecond')),
@@ -135,6 +157,7 @@ async function simBench(): Promise<Record<string, unknown>> {
       loadavgStart: loadStart,
       loadavgEnd: loadavg().map((x) => Math.round(x * 100) / 100),
       rounds,
+      withWsSubscriber: { ...withWs, wsEvents },
       healthBaseline,
       serialBaseline,
       summary,
@@ -218,12 +241,19 @@ interface Summary {
 const s = sim['summary'] as Summary;
 const h = sim['healthBaseline'] as Measured;
 const q = sim['serialBaseline'] as Measured;
+const sub = sim['withWsSubscriber'] as Measured & { wsEvents: number };
 const rows: [string, string, string][] = [
   [`creates/s at ${CONCURRENCY} in flight (sim)`, s.perSecond.toFixed(0), '≥ 2000'],
   ['  P50 / P99 latency (ms), worst round', `${s.p50Ms} / ${s.p99Ms}`, 'P99 < 50'],
   [`  Little's law: ${CONCURRENCY} / throughput (ms)`, (CONCURRENCY / (s.perSecond / 1000)).toFixed(0), ''],
   ['  errors', String(s.errors), '0'],
   ['  server / client CPU per create (µs)', `${s.serverCpuUsPerCreate} / ${s.clientCpuUsPerCreate}`, ''],
+  [
+    'creates/s with a /ws subscriber (vm.), P99 ms',
+    `${sub.perSecond.toFixed(0)}, ${sub.p99Ms}`,
+    `${sub.wsEvents} events`,
+  ],
+  ['  server CPU per create (µs)', String(sub.serverCpuUsPerReq), ''],
   ['baseline: GET /health/live, same loop, req/s', h.perSecond.toFixed(0), ''],
   ['  P50 / P99 (ms)', `${h.p50Ms} / ${h.p99Ms}`, ''],
   ['  server / client CPU per request (µs)', `${h.serverCpuUsPerReq} / ${h.clientCpuUsPerReq}`, ''],

@@ -21,6 +21,17 @@ export function eventFilter(types: string | undefined): ((e: NovaCronEvent) => b
   return (e) => prefixes.some((p) => e.type === p || e.type.startsWith(p));
 }
 
+/** Each event is serialised once, however many clients receive it. */
+const texts = new WeakMap<NovaCronEvent, string>();
+function serialised(e: NovaCronEvent): string {
+  let t = texts.get(e);
+  if (t === undefined) {
+    t = JSON.stringify(e);
+    texts.set(e, t);
+  }
+  return t;
+}
+
 export function eventsWebSocketRoute(app: FastifyInstance, events: EventBus): void {
   // @fastify/websocket hides WebSocket routes from OpenAPI; /ws is part of the API, so show it.
   app.addHook('onRoute', (route) => {
@@ -46,13 +57,35 @@ export function eventsWebSocketRoute(app: FastifyInstance, events: EventBus): vo
     },
     (socket: WebSocket, request) => {
       const keep = eventFilter((request.query as { types?: string }).types);
+      // Events published in one turn of the event loop (a group commit publishes hundreds) are
+      // written together: queued, then sent as separate messages with the TCP socket corked, so
+      // the kernel sees one write instead of one per event. Order is kept.
+      let queued: string[] = [];
+      let scheduled = false;
+      const flush = (): void => {
+        scheduled = false;
+        const batch = queued;
+        queued = [];
+        if (socket.readyState !== socket.OPEN) return;
+        const tcp = request.socket;
+        tcp.cork();
+        try {
+          for (const m of batch) socket.send(m);
+        } finally {
+          tcp.uncork();
+        }
+      };
       const send = (e: NovaCronEvent): void => {
         if (keep && !keep(e)) return;
         if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
           socket.close(CLOSE_TOO_SLOW, 'client too slow');
           return;
         }
-        socket.send(JSON.stringify(e));
+        queued.push(serialised(e));
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(flush);
+        }
       };
       for (const e of events.recent()) send(e);
       const unsubscribe = events.subscribe(send);
