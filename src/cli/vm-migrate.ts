@@ -107,9 +107,12 @@ export function registerVmMigrateCommand(
   conn(
     vm
       .command('migrate <vm>')
-      .description('Migrate a VM to a peer node (live); --watch follows it with a progress bar')
+      .description('Migrate a VM to a peer node (live when running, cold when stopped); --watch follows it')
       .requiredOption('--to <node>', 'target node (a name in cluster.peers of the node running the VM)')
-      .option('--live', 'live migration: the VM keeps running (the default for a running VM)')
+      .option(
+        '--live',
+        'require a live migration (the VM keeps running); default: live if running, cold if stopped',
+      )
       .option('--watch', 'follow the migration until it ends, then print a summary')
       .option('--max-downtime <ms>', 'longest acceptable switchover pause in ms (default 300)', (v) =>
         Number(v),

@@ -13,10 +13,12 @@
 // destination to Abort; Abort is the arbiter (`committed` or `aborted`), and until it answers the
 // source QEMU stays paused. A destination whose source went away before Resume aborts by itself.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { access, open, readdir, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { EventBus } from '../boot/events.js';
 import type { CodecChoice } from '../dwcp/encoding/codec.js';
+import { checkFileName, createReceiver, sendFile, type FileReceiver } from '../dwcp/index.js';
 import { openStreamSender, streamReceiver } from '../dwcp/stream.js';
 import { AmstServer } from '../dwcp/transport/server.js';
 import {
@@ -32,12 +34,14 @@ import { isTransportFailure, MigrationPeerClient, type PeerAddress } from '../ap
 import type { Store, StoreTx } from '../store/index.js';
 import type { MigrationRecord, NodeCapacity, VmRecord } from '../store/types.js';
 import type { VmHandle, VmSpec } from '../vm/driver.js';
+import { overlayPath } from '../vm/drivers/qemu/args.js';
 import { QemuDriver } from '../vm/drivers/qemu/driver.js';
 import { parseStoredSpec, type StoredVmSpec } from '../vm/model.js';
 import type { VmService } from '../vm/service.js';
 import { MigrationDestination, MigrationSource, type MigrationProgress } from './live.js';
 import type {
   AbortOutcome,
+  ColdDisk,
   DestinationHost,
   PeerMigrationView,
   PrepareRequest,
@@ -71,6 +75,8 @@ export interface MigrationManagerOptions {
   readonly convergeTimeoutMs?: number;
   /** Default switchover pause limit (default 300 ms). */
   readonly defaultMaxDowntimeMs?: number;
+  /** A prepared cold migration is given up when not committed within this (default 1 h). */
+  readonly coldTimeoutMs?: number;
   /** A prepared destination aborts when the source does not resume it this long after loading (default 60 s). */
   readonly resumeTimeoutMs?: number;
 }
@@ -203,6 +209,30 @@ interface Outgoing {
   done: Promise<void>;
 }
 
+interface ColdIncoming {
+  readonly vmId: string;
+  readonly receiver: FileReceiver;
+  committed: boolean;
+  aborted: boolean;
+  lock: Promise<void>;
+}
+
+/** A disk file of a stopped VM to send, and what it becomes on the destination. */
+interface DiskFile {
+  readonly path: string;
+  readonly bytes: number;
+  readonly disk: ColdDisk;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface Incoming {
   readonly vmId: string;
   readonly handle: VmHandle;
@@ -220,6 +250,7 @@ export class MigrationManager implements DestinationHost {
   readonly #server: AmstServer;
   readonly #outgoing = new Map<string, Outgoing>();
   readonly #incoming: Map<string, Incoming>;
+  readonly #incomingCold = new Map<string, ColdIncoming>();
   readonly #clients = new Map<string, MigrationPeerClient>();
   #closed = false;
   readonly #closing = new AbortController();
@@ -287,10 +318,6 @@ export class MigrationManager implements DestinationHost {
         `invalid target: no peer named ${req.target} in cluster.peers (known: ${this.#o.peers.map((p) => p.name).join(', ') || 'none'})`,
         { key: 'target', hint: 'add the node to cluster.peers as {name, url} with its gRPC url' },
       );
-    if (req.live === false)
-      throw new ValidationError('cold migration (live: false) is not available yet; migrate the VM live', {
-        key: 'live',
-      });
     if (this.#o.joinToken === '')
       throw new InvalidStateError('cluster.join_token is empty: peers cannot authenticate this node', {
         key: 'cluster.join_token',
@@ -302,18 +329,25 @@ export class MigrationManager implements DestinationHost {
         `vm ${vm.name} is on node ${vm.node ?? '(none)'}, not on this node ${this.#o.nodeId}: ask that node to migrate it`,
         { key: vm.name },
       );
-    if (vm.state !== 'running')
-      throw new InvalidStateError(`vm ${vm.name} is ${vm.state}: live migration needs a running VM`, {
-        key: vm.name,
-        details: { state: vm.state },
-      });
+    // Cold for a stopped VM unless live was asked for; live needs a running one.
+    const kind: 'live' | 'cold' = (req.live ?? vm.state !== 'stopped') ? 'live' : 'cold';
+    const wantState = kind === 'live' ? 'running' : 'stopped';
+    if (vm.state !== wantState)
+      throw new InvalidStateError(
+        `vm ${vm.name} is ${vm.state}: ${kind} migration needs a ${wantState} VM` +
+          (kind === 'live' && vm.state === 'stopped'
+            ? ' (omit live or set live: false for a cold migration)'
+            : ''),
+        { key: vm.name, details: { state: vm.state } },
+      );
     const spec = parseStoredSpec(vm.spec);
-    if (spec.disks.some((d) => !('readOnly' in d && d.readOnly === true)))
+    const diskFiles = kind === 'cold' ? await this.#diskFilesOf(vm, spec) : [];
+    if (kind === 'live' && spec.disks.some((d) => !('readOnly' in d && d.readOnly === true)))
       throw new InvalidStateError(
         `vm ${vm.name} has a writable disk: live migration moves memory only, its disks would diverge`,
         { key: vm.name, hint: 'stop the VM first (cold migration) or use read-only/shared disks' },
       );
-    if (!this.#o.vms.driverHandle(vm.id))
+    if (kind === 'live' && !this.#o.vms.driverHandle(vm.id))
       throw new InvalidStateError(`vm ${vm.name}: no QEMU process of it is attached on this node`, {
         key: vm.name,
       });
@@ -321,9 +355,9 @@ export class MigrationManager implements DestinationHost {
     const id = randomUUID();
     const rec = await this.#o.vms.withVmLock(vm.id, async () => {
       const cur = await this.#o.store.vms.get(vm.id);
-      if (!cur || cur.state !== 'running')
+      if (!cur || cur.state !== wantState)
         throw new InvalidStateError(
-          `vm ${vm.name} is ${cur?.state ?? 'gone'}: live migration needs a running VM`,
+          `vm ${vm.name} is ${cur?.state ?? 'gone'}: ${kind} migration needs a ${wantState} VM`,
           {
             key: vm.name,
           },
@@ -337,13 +371,13 @@ export class MigrationManager implements DestinationHost {
         const m = await tx.migrations.insert({
           id,
           vmId: vm.id,
-          kind: 'live',
+          kind,
           sourceNode: this.#o.nodeId,
           targetNode: req.target,
           state: 'pending',
           phase: 'prepare',
-          maxDowntimeMs,
-          bytesTotal: spec.memoryMib * MIB,
+          maxDowntimeMs: kind === 'live' ? maxDowntimeMs : null,
+          bytesTotal: kind === 'live' ? spec.memoryMib * MIB : diskFiles.reduce((n, d) => n + d.bytes, 0),
         });
         const u = await tx.vms.update(vm.id, cur.generation, { state: 'migrating' });
         await this.#auditVm(tx, u, cur.state, { migration: id });
@@ -359,9 +393,11 @@ export class MigrationManager implements DestinationHost {
       committing: false,
       done: Promise.resolve(),
     };
-    entry.done = this.#runOutgoing(rec, vm, peer, maxDowntimeMs, entry).finally(() =>
-      this.#outgoing.delete(id),
-    );
+    const run =
+      kind === 'live'
+        ? this.#runOutgoing(rec, vm, peer, maxDowntimeMs, entry)
+        : this.#runCold(rec, vm, peer, diskFiles, entry);
+    entry.done = run.finally(() => this.#outgoing.delete(id));
     this.#outgoing.set(id, entry);
     return migrationViewOf(rec);
   }
@@ -639,19 +675,20 @@ export class MigrationManager implements DestinationHost {
         let u: VmRecord | undefined;
         // After a restart the reconcile may have marked the row failed (its QEMU quit on commit).
         const moved = state === 'completed' && (cur?.state === 'migrating' || cur?.state === 'failed');
+        const settled = rec.kind === 'cold' ? 'stopped' : 'running';
         if (cur && (cur.state === 'migrating' || moved)) {
           if (moved) {
             const s = parseStoredSpec(cur.spec);
             u = await tx.vms.update(vm.id, cur.generation, {
-              state: 'running',
-              desiredState: 'running',
+              state: settled,
+              desiredState: settled,
               node: rec.targetNode,
               spec: { ...s, handle: null },
               error: null,
             });
             await tx.allocations.release(vm.id);
           } else {
-            u = await tx.vms.update(vm.id, cur.generation, { state: 'running', desiredState: 'running' });
+            u = await tx.vms.update(vm.id, cur.generation, { state: settled, desiredState: settled });
           }
           await this.#auditVm(tx, u, cur.state, { migration: rec.id, outcome: state });
         }
@@ -692,14 +729,154 @@ export class MigrationManager implements DestinationHost {
     );
   }
 
+  /** The files of a stopped VM's disks: a path disk itself, a base-image disk its qcow2 overlay. */
+  async #diskFilesOf(vm: VmRecord, spec: StoredVmSpec): Promise<DiskFile[]> {
+    const out: DiskFile[] = [];
+    for (const [i, d] of spec.disks.entries()) {
+      const path = 'path' in d ? resolve(d.path) : overlayPath(join(this.#o.vmsRoot, vm.id), i);
+      let bytes: number;
+      try {
+        bytes = (await stat(path)).size;
+      } catch {
+        throw new InvalidStateError(`vm ${vm.name}: disk ${i} file ${path} is missing`, {
+          key: `disks[${i}]`,
+        });
+      }
+      const head = Buffer.alloc(4);
+      const fh = await open(path, 'r');
+      try {
+        await fh.read(head, 0, 4, 0);
+      } finally {
+        await fh.close();
+      }
+      const format =
+        'path' in d ? (d.format ?? (head.toString('latin1') === 'QFI\xfb' ? 'qcow2' : 'raw')) : 'qcow2';
+      out.push({
+        path,
+        bytes,
+        disk: { name: `${vm.id}.disk${i}.${format}`, format, readOnly: 'path' in d && d.readOnly === true },
+      });
+    }
+    return out;
+  }
+
+  /** Cold migration of a stopped VM: each disk file over DWCP (chunks the target holds are reused). */
+  async #runCold(
+    rec: MigrationRecord,
+    vm: VmRecord,
+    peerAddr: PeerAddress,
+    disks: readonly DiskFile[],
+    entry: Outgoing,
+  ): Promise<void> {
+    const id = rec.id;
+    const started = Date.now();
+    const peer = this.#client(peerAddr);
+    const spec = parseStoredSpec(vm.spec);
+    const total = disks.reduce((n, d) => n + d.bytes, 0);
+    let prepared = false;
+    let wire = 0;
+    let sent = 0;
+    const chunks = { zero: 0, known: 0, delta: 0, literal: 0 };
+    try {
+      await this.#setMigration(id, { state: 'running', phase: 'prepare' });
+      const prep = await peer.prepare({
+        migrationId: id,
+        vmId: vm.id,
+        vmName: vm.name,
+        specJson: JSON.stringify({ ...spec, handle: null }),
+        labels: vm.labels,
+        restartPolicy: vm.restartPolicy,
+        sourceNode: this.#o.nodeId,
+        kind: 'cold',
+        maxDowntimeMs: 0,
+      });
+      prepared = true;
+      await this.#setMigration(id, { phase: 'transfer' });
+      let lastDb = 0;
+      for (const d of disks) {
+        if (entry.abort.signal.aborted)
+          throw new MigrationError('migration cancelled', { code: ErrorCode.Cancelled });
+        const before = { wire, sent };
+        const r = await sendFile(d.path, {
+          host: peer.host,
+          port: prep.dwcpPort,
+          security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
+          name: d.disk.name,
+          streams: this.#o.dwcp.streams,
+          codec: this.#o.dwcp.codec,
+          onProgress: (p) => {
+            wire = before.wire + p.wireBytes;
+            sent = before.sent + p.bytes;
+            this.#o.events.publish('migration.progress', {
+              id,
+              vmId: vm.id,
+              phase: 'transfer',
+              bytesSent: wire,
+              bytesRemaining: total - sent,
+              diskBytes: sent,
+              elapsedMs: Date.now() - started,
+            });
+            if (Date.now() - lastDb >= 1000) {
+              lastDb = Date.now();
+              void this.#o.store.migrations
+                .update(id, { bytesSent: wire, bytesRemaining: total - sent, progress: { diskBytes: sent } })
+                .catch(() => undefined);
+            }
+          },
+        });
+        wire = before.wire + r.wireBytes;
+        sent = before.sent + r.bytes;
+        for (const k of Object.keys(chunks) as (keyof typeof chunks)[]) chunks[k] += r.chunks[k];
+      }
+    } catch (err) {
+      if (prepared) await peer.abort(id).catch(() => undefined);
+      const cancelled = entry.abort.signal.aborted;
+      await this.#endOutgoing(rec, vm, cancelled ? 'cancelled' : 'failed', {
+        error: cancelled ? 'cancelled' : errorMessage(err),
+        totalMs: Date.now() - started,
+      });
+      return;
+    }
+    entry.committing = true;
+    await this.#setMigration(id, { phase: 'commit' });
+    try {
+      await peer.commitCold(
+        id,
+        disks.map((d) => d.disk),
+      );
+    } catch (err) {
+      try {
+        await this.#arbitrate(peer, id);
+      } catch (e) {
+        if (isDestinationAborted(e)) {
+          await this.#endOutgoing(rec, vm, 'failed', {
+            error: `the target did not take the disks: ${errorMessage(err)}`,
+            totalMs: Date.now() - started,
+          });
+          return;
+        }
+        this.#o.logger.error(
+          { id, err: errorMessage(e) },
+          'cold migration outcome unknown; left for recovery',
+        );
+        return;
+      }
+    }
+    // The VM lives on the target now: its overlays here are stale copies.
+    for (const [i, d] of spec.disks.entries())
+      if ('baseImage' in d) await rm(overlayPath(join(this.#o.vmsRoot, vm.id), i), { force: true });
+    await this.#endOutgoing(rec, vm, 'completed', {
+      totalMs: Date.now() - started,
+      bytesSent: wire,
+      bytesRemaining: 0,
+      progress: { diskBytes: sent, chunks },
+    });
+  }
+
   // ============================================================ destination role
 
   async prepare(req: PrepareRequest): Promise<PrepareResult> {
     if (this.#closed) throw new InvalidStateError('this node is stopping');
-    if (req.kind !== 'live')
-      throw new ValidationError(`migration kind ${req.kind} is not supported by node ${this.#o.nodeId}`, {
-        key: 'kind',
-      });
     let stored: StoredVmSpec;
     try {
       stored = parseStoredSpec(JSON.parse(req.specJson) as Record<string, unknown>);
@@ -708,6 +885,13 @@ export class MigrationManager implements DestinationHost {
         key: 'spec_json',
       });
     }
+    if (req.kind === 'cold')
+      for (const [i, d] of stored.disks.entries())
+        if ('baseImage' in d && !(await exists(d.baseImage)))
+          throw new ValidationError(
+            `node ${this.#o.nodeId} lacks the base image ${d.baseImage} of disk ${i} of vm ${req.vmName}`,
+            { key: `disks[${i}].baseImage`, hint: 'copy the base image to the same path on the target node' },
+          );
     const existing = await this.#o.store.vms.get(req.vmId);
     if (existing && existing.node === this.#o.nodeId)
       throw new ConflictError(
@@ -754,7 +938,7 @@ export class MigrationManager implements DestinationHost {
       await tx.migrations.insert({
         id: req.migrationId,
         vmId: req.vmId,
-        kind: 'live',
+        kind: req.kind,
         sourceNode: req.sourceNode,
         targetNode: this.#o.nodeId,
         state: 'running',
@@ -764,6 +948,7 @@ export class MigrationManager implements DestinationHost {
       });
       await this.#auditVm(tx, u, 'incoming', { migration: req.migrationId, from: req.sourceNode });
     });
+    if (req.kind === 'cold') return this.#prepareCold(req, stored);
     let handle: VmHandle | undefined;
     try {
       handle = await this.#driver.start(
@@ -895,11 +1080,23 @@ export class MigrationManager implements DestinationHost {
   }
 
   async abort(migrationId: string, reason: string): Promise<AbortOutcome> {
+    const cold = this.#incomingCold.get(migrationId);
+    if (cold)
+      return this.#serialCold(cold, async () => {
+        if (cold.committed) return { outcome: 'committed' };
+        if (cold.aborted) return { outcome: 'aborted' };
+        cold.aborted = true;
+        await cold.receiver.close(0).catch(() => undefined);
+        await this.#removeReceivedDisks(cold.vmId);
+        await this.#dropIncoming(cold.vmId, migrationId, reason);
+        return { outcome: 'aborted' };
+      });
     const entry = this.#incoming.get(migrationId);
     if (!entry) {
       const r = await this.#o.store.migrations.get(migrationId);
       if (r?.state === 'completed' && r.targetNode === this.#o.nodeId) return { outcome: 'committed' };
       if (r && r.targetNode === this.#o.nodeId && !TERMINAL.has(r.state)) {
+        if (r.kind === 'cold') await this.#removeReceivedDisks(r.vmId);
         await this.#dropIncoming(r.vmId, migrationId, reason);
         return { outcome: 'aborted' };
       }
@@ -954,6 +1151,112 @@ export class MigrationManager implements DestinationHost {
     return { migrationId: r.id, vmId: r.vmId, state: r.state, phase: r.phase, error: r.error };
   }
 
+  #diskStore(): string {
+    return join(this.#o.vmsRoot, '..', 'disk-store');
+  }
+
+  async #prepareCold(req: PrepareRequest, _stored: StoredVmSpec): Promise<PrepareResult> {
+    let receiver: FileReceiver;
+    try {
+      receiver = await createReceiver({
+        dir: this.#diskStore(),
+        host: this.#o.dwcp.host,
+        port: 0,
+        security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
+      });
+    } catch (err) {
+      await this.#o.store.vms.delete(req.vmId).catch(() => undefined);
+      throw new MigrationError(
+        `node ${this.#o.nodeId} could not open a disk receiver: ${errorMessage(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    this.#incomingCold.set(req.migrationId, {
+      vmId: req.vmId,
+      receiver,
+      committed: false,
+      aborted: false,
+      lock: Promise.resolve(),
+    });
+    await this.#o.store.migrations.update(req.migrationId, { phase: 'transfer' });
+    // A source that never commits (it died) leaves nothing behind for long.
+    setTimeout(() => {
+      const c = this.#incomingCold.get(req.migrationId);
+      if (c && !c.committed) void this.abort(req.migrationId, 'the source did not finish the cold migration');
+    }, this.#o.coldTimeoutMs ?? 3_600_000).unref();
+    this.#o.logger.info(
+      { id: req.migrationId, vm: req.vmName, from: req.sourceNode },
+      'incoming cold migration prepared',
+    );
+    return { nodeId: this.#o.nodeId, dwcpPort: receiver.address.port };
+  }
+
+  #serialCold<T>(entry: ColdIncoming, fn: () => Promise<T>): Promise<T> {
+    const run = entry.lock.then(fn);
+    entry.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  async commitCold(migrationId: string, disks: readonly ColdDisk[]): Promise<void> {
+    const entry = this.#incomingCold.get(migrationId);
+    if (!entry)
+      throw new MigrationError(`cold migration ${migrationId} is not prepared on this node`, {
+        code: ErrorCode.InvalidState,
+      });
+    await this.#serialCold(entry, async () => {
+      if (entry.committed) return;
+      if (entry.aborted)
+        throw new MigrationError(`migration ${migrationId} was aborted on this node`, {
+          code: ErrorCode.InvalidState,
+        });
+      const paths = disks.map((d) => join(this.#diskStore(), checkFileName(d.name)));
+      for (const p of paths)
+        if (!(await exists(p)))
+          throw new MigrationError(`cold migration ${migrationId}: disk ${p} did not arrive`);
+      const cur = await this.#o.store.vms.get(entry.vmId);
+      if (!cur) throw new MigrationError(`migration ${migrationId}: the vm row is gone`);
+      const s = parseStoredSpec(cur.spec);
+      const u = await this.#o.store.transaction(async (tx) => {
+        const v = await tx.vms.update(entry.vmId, cur.generation, {
+          state: 'stopped',
+          desiredState: 'stopped',
+          // Base-image overlays arrive as qcow2 files backed by the same base path: path disks here.
+          spec: {
+            ...s,
+            handle: null,
+            disks: disks.map((d, i) => ({
+              path: paths[i]!,
+              format: d.format,
+              ...(d.readOnly ? { readOnly: true } : {}),
+            })),
+          },
+        });
+        await tx.migrations.update(migrationId, {
+          state: 'completed',
+          phase: 'done',
+          finishedAt: new Date().toISOString(),
+        });
+        await this.#auditVm(tx, v, 'migrating', { migration: migrationId });
+        return v;
+      });
+      entry.committed = true;
+      await entry.receiver.close(0).catch(() => undefined);
+      this.#publishVm(u, 'migrating');
+      this.#o.logger.info({ id: migrationId, vm: cur.name }, 'incoming cold migration committed');
+    });
+  }
+
+  async #removeReceivedDisks(vmId: string): Promise<void> {
+    const dir = this.#diskStore();
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names) if (n.startsWith(`${vmId}.disk`)) await rm(join(dir, n), { force: true });
+  }
+
   // ============================================================ recovery after a restart
 
   /**
@@ -966,6 +1269,7 @@ export class MigrationManager implements DestinationHost {
     const active = await this.#o.store.migrations.list({ state: ['pending', 'running'] }, 1000);
     for (const m of active) {
       if (m.targetNode === this.#o.nodeId) {
+        if (m.kind === 'cold') await this.#removeReceivedDisks(m.vmId);
         await this.#dropIncoming(m.vmId, m.id, 'this node restarted before the migration was committed');
       } else if (m.sourceNode === this.#o.nodeId) {
         const done = this.#settleOutgoing(m).catch((err: unknown) =>
@@ -1085,6 +1389,7 @@ export class MigrationManager implements DestinationHost {
     await Promise.race([Promise.all([...this.#outgoing.values()].map((e) => e.done)), delay(10_000)]);
     this.#closing.abort();
     for (const e of this.#incoming.values()) if (e.watchdog) clearTimeout(e.watchdog);
+    for (const c of this.#incomingCold.values()) await c.receiver.close(0).catch(() => undefined);
     await this.#server.close(500).catch(() => undefined);
     for (const c of this.#clients.values()) c.close();
   }

@@ -47,4 +47,13 @@ export interface DestinationHost {
   resume(migrationId: string): Promise<number>;
   abort(migrationId: string, reason: string): Promise<AbortOutcome>;
   get(migrationId: string): Promise<PeerMigrationView>;
+  /** Cold migration: the disks arrived; records the VM here (stopped). */
+  commitCold(migrationId: string, disks: readonly ColdDisk[]): Promise<void>;
+}
+
+/** A disk of a cold migration, as sent into the destination's disk store. */
+export interface ColdDisk {
+  readonly name: string;
+  readonly format: 'qcow2' | 'raw';
+  readonly readOnly: boolean;
 }

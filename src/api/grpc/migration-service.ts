@@ -8,6 +8,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { ErrorCode, NovaCronError, UnavailableError } from '../../errors.js';
 import type {
   AbortOutcome,
+  ColdDisk,
   DestinationHost,
   PeerMigrationView,
   PrepareRequest,
@@ -121,6 +122,20 @@ export function migrationServiceRegistration(
     Abort: unary<RefMsg>(async (m) => {
       const r = await host().abort(m.migration_id, 'aborted by the source node');
       return { outcome: r.outcome, resumed_at_us: r.resumedAtUs ?? 0 };
+    }),
+    CommitCold: unary<{
+      migration_id: string;
+      disks: { name: string; format: string; read_only: boolean }[];
+    }>(async (m) => {
+      await host().commitCold(
+        m.migration_id,
+        m.disks.map((d) => ({
+          name: d.name,
+          format: d.format === 'raw' ? 'raw' : 'qcow2',
+          readOnly: d.read_only,
+        })),
+      );
+      return { resumed_at_us: 0 };
     }),
     Get: unary<RefMsg>(async (m) => {
       const v = await host().get(m.migration_id);
@@ -280,6 +295,17 @@ export class MigrationPeerClient {
       phase: r.phase,
       error: r.error === '' ? null : r.error,
     };
+  }
+
+  async commitCold(migrationId: string, disks: readonly ColdDisk[]): Promise<void> {
+    await this.#call(
+      'CommitCold',
+      {
+        migration_id: migrationId,
+        disks: disks.map((d) => ({ name: d.name, format: d.format, read_only: d.readOnly })),
+      },
+      60_000,
+    );
   }
 
   close(): void {

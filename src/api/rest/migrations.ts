@@ -52,7 +52,7 @@ export function migrationRoutes(app: FastifyInstance, deps: { services: Services
     {
       schema: {
         tags,
-        summary: 'Migrate a VM to a peer node (live); 202 with the migration, then poll it or watch /ws',
+        summary: 'Migrate a VM to a peer node (live when running, cold when stopped); 202 with the migration',
         params: {
           type: 'object',
           required: ['id'],
@@ -62,7 +62,10 @@ export function migrationRoutes(app: FastifyInstance, deps: { services: Services
           type: 'object',
           properties: {
             target: { type: 'string', description: 'Peer node name (cluster.peers)' },
-            live: { type: 'boolean', description: 'Live migration (default true)' },
+            live: {
+              type: 'boolean',
+              description: 'Live (true) or cold (false); default: live if running, cold if stopped',
+            },
             maxDowntimeMs: {
               type: 'integer',
               description: 'Longest acceptable switchover pause (default 300)',
