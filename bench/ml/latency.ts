@@ -10,9 +10,11 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { scanModelsDir, DEFAULT_MODELS_DIR } from '../../src/ml/models/model-file.js';
 import { predictNext } from '../../src/ml/models/bandwidth-model.js';
-import { handleOptimizePlacement } from '../../src/ml/service/handlers.js';
+import { handleOptimizePlacement, handlePredictBandwidth } from '../../src/ml/service/handlers.js';
 import { fallbackBandwidth, fallbackPlacement } from '../../src/ml/fallback.js';
-import type { WirePlacementRequest } from '../../src/ml/proto.js';
+import { ML_PROTO_PATH, loadMlServices, type WirePlacementRequest } from '../../src/ml/proto.js';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import type { LoadgenCall, LoadgenResult, LoadgenSpec } from './loadgen.js';
 import { workload } from './workload.js';
 
@@ -143,14 +145,22 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
   const seconds = o.seconds ?? 10;
   const nodes = o.nodes ?? 100;
   const batch = o.batch ?? 10;
-  const calls = o.calls ?? ['floor', 'bandwidth', 'placement'];
+  // The floor is measured before and after the calls, so a change of load during the run shows.
+  const calls = o.calls ?? ['floor', 'bandwidth', 'placement', 'floor'];
   const w = workload(nodes);
   const { child, port } = await startService();
   const rows: LatencyRow[] = [];
   try {
+    // Warm the server (JIT, connection, first-call paths) with every kind of call; not recorded.
+    o.onProgress?.('warming the service up (3 s, not recorded) …');
+    for (const call of ['floor', 'bandwidth', 'placement'] as const) {
+      await runLoadgen({ port, call, rate, seconds: 0, warmupSeconds: 1, channels: 1, nodes, batch });
+    }
     let floorP99: number | undefined;
+    let floors = 0;
     for (const call of calls) {
-      o.onProgress?.(`${LABEL[call](nodes, batch)} at ${rate}/s for ${seconds} s …`);
+      const label = LABEL[call](nodes, batch) + (call === 'floor' && floors++ > 0 ? ', again' : '');
+      o.onProgress?.(`${label} at ${rate}/s for ${seconds} s …`);
       const cpu0 = cpuOfPid(child.pid!);
       const r = await runLoadgen({
         port,
@@ -164,9 +174,9 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
       });
       // Server CPU includes the warm-up: scale it to all requests the generator sent.
       const serverCpu = (cpuOfPid(child.pid!) - cpu0) / (rate * (seconds + (o.warmupSeconds ?? 2)));
-      if (call === 'floor') floorP99 = r.p99Ms;
+      if (call === 'floor' && floorP99 === undefined) floorP99 = r.p99Ms;
       rows.push({
-        call: LABEL[call](nodes, batch),
+        call: label,
         path: 'gRPC loopback: server, load generator in separate processes',
         offeredPerSecond: rate,
         achievedPerSecond: r.achievedPerSecond,
@@ -228,5 +238,58 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
       fallbackPlacement(w.nodes, w.need),
     ),
   );
+  // Wire encoding, both sides of one call (request encode + decode, response encode + decode):
+  // proto-loader's reflection (what the service used before) against the static codecs of codec.ts.
+  const bwReq = {
+    vm_id: '',
+    timestamp: 1_764_000_000,
+    historical_bandwidth: w.history,
+    network_type: '',
+    profile: '',
+  };
+  const bwRes = handlePredictBandwidth(set, bwReq);
+  const plRes = handleOptimizePlacement(set, wireReq);
+  const dynamic = grpc.loadPackageDefinition(
+    protoLoader.loadSync(ML_PROTO_PATH, {
+      keepCase: true,
+      longs: Number,
+      enums: String,
+      defaults: true,
+      arrays: true,
+      oneofs: true,
+    }),
+  ) as unknown as {
+    novacron: { ml: { v1: Record<string, grpc.ServiceClientConstructor> } };
+  };
+  const codecs: [string, grpc.ServiceDefinition, grpc.ServiceDefinition][] = [
+    [
+      'proto-loader reflection',
+      dynamic.novacron.ml.v1['BandwidthPredictor']!.service,
+      dynamic.novacron.ml.v1['TaskPlacer']!.service,
+    ],
+    ['static codecs (codec.ts)', loadMlServices().bandwidth, loadMlServices().placer],
+  ];
+  const roundTrip = (m: grpc.MethodDefinition<unknown, unknown>, req: unknown, res: unknown) => () => {
+    m.requestDeserialize(m.requestSerialize(req));
+    m.responseDeserialize(m.responseSerialize(res));
+  };
+  for (const [label, bw, placer] of codecs) {
+    rows.push(
+      inProcess(
+        'PredictBandwidth wire encoding',
+        `in-process, ${label}`,
+        20000,
+        roundTrip(bw['PredictBandwidth']!, bwReq, bwRes),
+      ),
+    );
+    rows.push(
+      inProcess(
+        `OptimizePlacement (${nodes} nodes) wire encoding`,
+        `in-process, ${label}`,
+        3000,
+        roundTrip(placer['OptimizePlacement']!, wireReq, plRes),
+      ),
+    );
+  }
   return rows;
 }

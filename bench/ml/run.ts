@@ -9,7 +9,12 @@ import { measureLatency } from './latency.js';
 import type { LoadgenCall } from './loadgen.js';
 import { judgeLifetimeHints } from './placement-sim.js';
 import { loadTraceDir } from '../../src/ml/eval/traces.js';
-import { crossValidateBandwidth, evaluateBandwidthModel } from '../../src/ml/eval/bandwidth-eval.js';
+import {
+  bootstrapMaeRatio,
+  crossValidateBandwidth,
+  crossValidatedSeriesErrors,
+  evaluateBandwidthModel,
+} from '../../src/ml/eval/bandwidth-eval.js';
 import { loadAzureSplit, parseFlavorMap } from '../../src/ml/eval/azure.js';
 import { evaluateLifetime, lifetimeExamples } from '../../src/ml/eval/lifetime-eval.js';
 import { DEFAULT_MODELS_DIR, scanModelsDir } from '../../src/ml/models/model-file.js';
@@ -53,7 +58,7 @@ if (parts.has('latency')) {
   const nodeCounts = (process.env.ML_BENCH_NODES ?? '100').split(',').map(Number);
   // ML_BENCH_CHANNELS: gRPC channels the load generator spreads its calls over (default 1).
   const channels = Number(process.env.ML_BENCH_CHANNELS ?? 1);
-  const calls = (process.env.ML_BENCH_CALLS ?? 'floor,bandwidth,placement').split(',') as LoadgenCall[];
+  const calls = (process.env.ML_BENCH_CALLS ?? 'floor,bandwidth,placement,floor').split(',') as LoadgenCall[];
   for (const [rate, nodes] of rates.flatMap((r) => nodeCounts.map((n) => [r, n] as const))) {
     const rows = await measureLatency({
       rate,
@@ -181,6 +186,32 @@ if (parts.has('eval')) {
   };
 }
 
+// How sure is "model MAE < best baseline"? Bootstrap over series of the cross-validated ratio.
+let bootstrap: Record<string, unknown>[] | undefined;
+if (parts.has('eval') || parts.has('bootstrap')) {
+  console.log(
+    '## Bandwidth: is the model better than the best baseline? 5-fold CV, 2,000 bootstrap resamples of whole series',
+  );
+  bootstrap = [];
+  for (const dir of BW) {
+    const d = loadTraceDir(dir);
+    // The best baseline of the pooled CV figures (by MAE) is the one to beat.
+    const cvr = crossValidateBandwidth(d, 5).report;
+    const best = (['last', 'harmonic', 'ewma'] as const).reduce((a, b) =>
+      cvr.baselines[b].mae < cvr.baselines[a].mae ? b : a,
+    );
+    const b = bootstrapMaeRatio(crossValidatedSeriesErrors(d, best, 5), 2000, 1);
+    bootstrap.push({
+      dataset: d.name,
+      baseline: best,
+      ratio: round(b.ratio),
+      ci95: [round(b.lo), round(b.hi)],
+      shareNotBetter: round(b.notBetter, 3),
+    });
+  }
+  console.log(renderTable(bootstrap, ['dataset', 'baseline', 'ratio', 'ci95', 'shareNotBetter']));
+}
+
 const out = {
   ...previous,
   machine: {
@@ -195,6 +226,7 @@ const out = {
     ? { latency, loadAverageDuringLatency: [round(loadBefore[0]!, 2), round(loadAfter[0]!, 2)] }
     : {}),
   ...(evaluation ?? {}),
+  ...(bootstrap ? { bandwidthBootstrap: bootstrap } : {}),
 };
 mkdirSync(resultsDir, { recursive: true });
 writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(out, null, 2) + '\n');

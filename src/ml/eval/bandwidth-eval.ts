@@ -1,4 +1,5 @@
 // Bandwidth evaluation and training over trace data sets: per-profile models, cross-validation by series, report rows.
+import { ValidationError } from '../../errors.js';
 import { evaluateSliding, type ErrorMetrics } from './metrics.js';
 import type { TraceDataset, ThroughputSeries } from './traces.js';
 import { BASELINES } from '../models/baselines.js';
@@ -152,4 +153,88 @@ export function crossValidateBandwidth(
     accs.push(evaluateSliding(test, { model: (h) => predictNext(params, h).predicted, ...BASELINES }));
   }
   return report(dataset.name, dataset.series.length, `cv${folds}:${dataset.name}`, accs);
+}
+
+/** One test series' totals under cross-validation: predictions, and |error| summed per predictor. */
+export interface SeriesErrors {
+  readonly n: number;
+  readonly absModel: number;
+  readonly absBest: number;
+}
+
+/**
+ * Per-series absolute errors of the model and of one baseline under K-fold cross-validation by
+ * series (the same folds and predictions as crossValidateBandwidth), for a bootstrap over series.
+ */
+export function crossValidatedSeriesErrors(
+  dataset: TraceDataset,
+  baseline: 'last' | 'harmonic' | 'ewma',
+  folds = 5,
+  opts: TrainOptions = DEFAULT_TRAIN_OPTIONS,
+): SeriesErrors[] {
+  const out: SeriesErrors[] = [];
+  for (let k = 0; k < folds; k++) {
+    const test = dataset.series.filter((_, i) => i % folds === k);
+    const train = dataset.series.filter((_, i) => i % folds !== k);
+    if (test.length === 0) continue;
+    const params = trainBandwidthModel([samplesOf(train)], opts);
+    for (const s of test) {
+      const acc = evaluateSliding([s], {
+        model: (h) => predictNext(params, h).predicted,
+        best: BASELINES[baseline],
+      });
+      if (acc.model.n === 0) continue;
+      out.push({
+        n: acc.model.n,
+        absModel: acc.model.metrics().mae * acc.model.n,
+        absBest: acc.best.metrics().mae * acc.best.n,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Percentile bootstrap over series of the pooled MAE ratio model ÷ baseline: resample whole series
+ * with replacement (errors within a series are correlated, so samples are not independent),
+ * `resamples` times with a fixed seed. Returns the ratio on all series and the 2.5 % / 97.5 %
+ * quantiles, and the share of resamples in which the model is not better (ratio ≥ 1).
+ */
+export function bootstrapMaeRatio(
+  series: readonly SeriesErrors[],
+  resamples = 2000,
+  seed = 1,
+): { ratio: number; lo: number; hi: number; notBetter: number } {
+  if (series.length === 0) throw new ValidationError('bootstrap needs at least one series');
+  let state = seed >>> 0 || 1;
+  const rand = () => {
+    // xorshift32: deterministic, good enough to pick indices.
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 2 ** 32;
+  };
+  const ratioOf = (pick: (i: number) => SeriesErrors) => {
+    let m = 0;
+    let b = 0;
+    for (let i = 0; i < series.length; i++) {
+      const s = pick(i);
+      m += s.absModel;
+      b += s.absBest;
+    }
+    return b === 0 ? (m === 0 ? 1 : Infinity) : m / b;
+  };
+  const ratio = ratioOf((i) => series[i]!);
+  const rs: number[] = [];
+  let notBetter = 0;
+  for (let r = 0; r < resamples; r++) {
+    const x = ratioOf(() => series[Math.floor(rand() * series.length)]!);
+    rs.push(x);
+    if (x >= 1) notBetter++;
+  }
+  rs.sort((a, b) => a - b);
+  const q = (p: number) => rs[Math.min(rs.length - 1, Math.floor(p * rs.length))]!;
+  return { ratio, lo: q(0.025), hi: q(0.975), notBetter: notBetter / resamples };
 }
