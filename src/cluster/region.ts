@@ -131,6 +131,39 @@ export class RegionLeader {
     })();
   }
 
+  /** One placement in the caller's transaction: generation-checked row update, allocation, audit. */
+  async #apply(tx: StoreTx, d: Decision): Promise<void> {
+    const { vm, spec, res, target, info, from, reason } = d;
+    let u = vm;
+    if (from !== null && !['failed', 'scheduled', 'stopped'].includes(u.state)) {
+      u = await tx.vms.update(vm.id, u.generation, {
+        state: 'failed',
+        spec: { ...spec, handle: null },
+        error: reason,
+      });
+      await audit(tx, u, vm.state, { reason });
+    }
+    await tx.allocations.release(vm.id);
+    const r = await tx.allocations.reserve(
+      { vmId: vm.id, nodeId: target, cpus: res.cpus, memoryMib: res.memoryMib, diskMib: 0 },
+      capacityOf(info),
+    );
+    if (!r.ok) throw new Error(`node ${target}: ${r.what} short (requested ${r.requested}, free ${r.free})`);
+    const before = u.state;
+    u = await tx.vms.update(vm.id, u.generation, {
+      state: 'scheduled',
+      node: target,
+      error: null,
+      ...(from === null ? {} : { spec: { ...spec, handle: null } }),
+    });
+    await audit(
+      tx,
+      u,
+      before,
+      from === null ? { placedBy: this.#o.nodeId } : { rescheduled: true, from, reason },
+    );
+  }
+
   /** One pass over the region under `term`. Exposed for tests. */
   async pass(term: Term): Promise<PassSummary> {
     const { store, conn, members } = this.#o;
@@ -165,8 +198,10 @@ export class RegionLeader {
     let assigned = 0;
     let unplaceable = 0;
 
+    // Decide every placement of this pass on the snapshot (pure), then commit them in one
+    // transaction (each unit alone when the batch fails), then write their assignments in parallel.
+    const decisions: Decision[] = [];
     for (const vm of [...plan.place, ...plan.move]) {
-      if (this.#term !== term) break;
       const spec = parseStoredSpec(vm.spec);
       const res = { cpus: spec.cpus, memoryMib: spec.memoryMib };
       const outcome = placeVm(snapshot, placementRequestOf(vm, res), this.#o.scheduler);
@@ -178,60 +213,53 @@ export class RegionLeader {
         );
         continue;
       }
-      const target = outcome.nodeId;
-      const info = liveInfo.get(target);
+      const info = liveInfo.get(outcome.nodeId);
       if (!info) continue;
       const from = vm.node;
       const reason =
         from === null ? 'placed' : draining.has(from) ? `node ${from} is draining` : `node ${from} is down`;
-      let updated: VmRecord;
-      try {
-        updated = await store.transaction(async (tx) => {
-          let u = vm;
-          if (from !== null && !['failed', 'scheduled', 'stopped'].includes(u.state)) {
-            u = await tx.vms.update(vm.id, u.generation, {
-              state: 'failed',
-              spec: { ...spec, handle: null },
-              error: reason,
-            });
-            await audit(tx, u, vm.state, { reason });
-          }
-          await tx.allocations.release(vm.id);
-          const r = await tx.allocations.reserve(
-            { vmId: vm.id, nodeId: target, cpus: res.cpus, memoryMib: res.memoryMib, diskMib: 0 },
-            capacityOf(info),
-          );
-          if (!r.ok)
-            throw new Error(`node ${target}: ${r.what} short (requested ${r.requested}, free ${r.free})`);
-          const before = u.state;
-          u = await tx.vms.update(vm.id, u.generation, {
-            state: 'scheduled',
-            node: target,
-            error: null,
-            ...(from === null ? {} : { spec: { ...spec, handle: null } }),
-          });
-          await audit(
-            tx,
-            u,
-            before,
-            from === null ? { placedBy: this.#o.nodeId } : { rescheduled: true, from, reason },
-          );
-          return u;
-        });
-      } catch (err) {
-        // a concurrent change (generation), a deleted row or a full node: seen again next pass
-        this.#o.logger.debug({ vm: vm.name, err: (err as Error).message }, 'leader: placement skipped');
+      decisions.push({ vm, spec, res, target: outcome.nodeId, info, from, reason });
+      snapshot = withAllocation(snapshot, outcome.nodeId, res);
+    }
+    const committed: Decision[] = [];
+    for (let i = 0; i < decisions.length && this.#term === term; i += BATCH) {
+      const chunk = decisions.slice(i, i + BATCH);
+      const together = await store
+        .transaction(async (tx) => {
+          for (const d of chunk) await this.#apply(tx, d);
+        })
+        .then(
+          () => true,
+          () => false,
+        );
+      if (together) {
+        committed.push(...chunk);
         continue;
       }
-      snapshot = withAllocation(snapshot, target, res);
+      for (const d of chunk) {
+        try {
+          await store.transaction((tx) => this.#apply(tx, d));
+          committed.push(d);
+        } catch (err) {
+          // a concurrent change (generation), a deleted row or a full node: seen again next pass
+          this.#o.logger.debug({ vm: d.vm.name, err: (err as Error).message }, 'leader: placement skipped');
+        }
+      }
+    }
+    let deposed = false;
+    await inParallel(committed, ETCD_PARALLEL, async (d) => {
+      if (deposed || this.#term !== term) return;
+      const { vm, from, target, reason } = d;
       try {
         if (from !== null)
           await removeAssignment(conn, this.#o.region, term, from, vm.id).catch(() => undefined);
         await writeAssignment(conn, this.#o.session, this.#o.region, term, { vm: vm.id, node: target });
         assigned++;
       } catch (err) {
+        // the next leader assigns the rows left `scheduled` without an assignment
         this.#o.logger.warn({ vm: vm.name, err: (err as Error).message }, 'leader: assignment not written');
-        break;
+        deposed = true;
+        return;
       }
       if (from === null) {
         placed++;
@@ -243,12 +271,12 @@ export class RegionLeader {
       } else {
         moved++;
         this.#o.logger.info(
-          { vm: updated.name, from, to: target, reason },
+          { vm: vm.name, from, to: target, reason },
           `leader: vm ${vm.name} moved ${from} → ${target} (${reason})`,
         );
         this.#o.publish?.('cluster.rescheduled', { id: vm.id, name: vm.name, from, to: target, reason });
       }
-    }
+    });
 
     for (const vm of plan.assign) {
       if (this.#term !== term || vm.node === null) break;
@@ -280,6 +308,34 @@ export class RegionLeader {
     }
     return { placed, moved, assigned, unplaceable };
   }
+}
+
+/** Placements committed together in one transaction. */
+const BATCH = 128;
+/** Assignment writes in flight at once. */
+const ETCD_PARALLEL = 16;
+
+interface Decision {
+  readonly vm: VmRecord;
+  readonly spec: ReturnType<typeof parseStoredSpec>;
+  readonly res: { readonly cpus: number; readonly memoryMib: number };
+  readonly target: string;
+  readonly info: NodeInfo;
+  readonly from: string | null;
+  readonly reason: string;
+}
+
+async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 async function allRows(store: Store): Promise<VmRecord[]> {
