@@ -42,8 +42,40 @@ export class ChunkIndex {
     return this.map.size;
   }
 
-  add(hash: Buffer, loc: ChunkLocation): void {
-    this.map.set(hash.toString('hex', 0, HAVE_PREFIX_BYTES), loc);
+  /**
+   * Records where a chunk lives. With `keepExisting` a chunk already located elsewhere keeps that
+   * location: a transfer writing a new version adds its part file this way, so the old version's
+   * places stay known (patches line up on them) until the new version replaces it.
+   */
+  add(hash: Buffer, loc: ChunkLocation, keepExisting = false): void {
+    const k = hash.toString('hex', 0, HAVE_PREFIX_BYTES);
+    if (keepExisting && this.map.has(k)) return;
+    this.map.set(k, loc);
+  }
+
+  /** Where the chunk whose hash starts with `prefix` (at least HAVE_PREFIX_BYTES) lives. */
+  locate(prefix: Buffer): ChunkLocation | undefined {
+    return this.map.get(prefix.toString('hex', 0, HAVE_PREFIX_BYTES));
+  }
+
+  /** Reads up to `length` bytes of `file` at `offset` (fewer at its end); undefined if unreadable. */
+  readAt(file: string, offset: number, length: number): Buffer | undefined {
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      const n = readSync(this.fd(file), buf, 0, length, offset);
+      return buf.subarray(0, n);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private fd(file: string): number {
+    let fd = this.fds.get(file);
+    if (fd === undefined) {
+      fd = openSync(file, 'r');
+      this.fds.set(file, fd);
+    }
+    return fd;
   }
 
   /** Forgets every chunk located in `file` (it was replaced or deleted). */

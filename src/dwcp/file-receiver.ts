@@ -16,6 +16,7 @@ import {
 } from '../errors.js';
 import { BlockKind, decodeRecord, materialize } from './encoding/record.js';
 import { decodeBundle } from './encoding/bundle.js';
+import { bitmapCount, decodeSimilarityQuery, matchSubBlocks, subBlockCount } from './encoding/patch.js';
 import { ChunkIndex, HAVE_PREFIX_BYTES, encodeManifestEntry, manifestBytes } from './chunk-index.js';
 import { AmstServer, type SessionHandler } from './transport/server.js';
 import type { ConnectionSecurity } from './transport/connection.js';
@@ -92,6 +93,8 @@ class FileSession implements SessionHandler {
   private hashError: Error | undefined;
   /** Wakes an `end` that arrived before the last data (the sender does not wait for acks first). */
   private progress: (() => void) | undefined;
+  /** Bases of chunks a similarity query matched, by chunk offset, until their patch arrives. */
+  private readonly patchBases = new Map<number, { file: string; offset: number }>();
 
   constructor(
     private readonly id: string,
@@ -107,6 +110,8 @@ class FileSession implements SessionHandler {
         return this.open(b);
       case 'have':
         return this.have(b);
+      case 'sim':
+        return this.similar(b);
       case 'end':
         return this.end(b);
       default:
@@ -141,6 +146,38 @@ class FileSession implements SessionHandler {
     return { bits: bits.toString('base64') };
   }
 
+  /**
+   * Answers a similarity query (see encoding/patch.ts): for each chunk, lines the old file up on
+   * the anchor chunk and reports which 512-byte sub-blocks it already holds there. Remembers the
+   * base of each chunk with a match for the patch record that follows.
+   */
+  private similar(b: Record<string, unknown>): unknown {
+    const entries = decodeSimilarityQuery(Buffer.from(String(b.q ?? ''), 'base64'), MAX_HAVE_QUERY);
+    const out: Buffer[] = [];
+    for (const e of entries) {
+      const n = subBlockCount(e.length);
+      let bits: Buffer = Buffer.alloc(Math.ceil(n / 8));
+      const loc = this.index.locate(e.anchor);
+      const at = loc ? loc.offset + (e.offset - e.anchorOffset) : -1;
+      if (loc && loc.file !== this.tempPath && at >= 0 && e.offset + e.length <= this.size) {
+        const base = this.index.readAt(loc.file, at, e.length);
+        if (base && base.length > 0) {
+          bits = matchSubBlocks(e.sub, e.length, base);
+          if (bitmapCount(bits, n) > 0) this.patchBases.set(e.offset, { file: loc.file, offset: at });
+        }
+      }
+      out.push(bits);
+    }
+    return { bits: Buffer.concat(out).toString('base64') };
+  }
+
+  private patchBase(offset: number, length: number): Buffer | undefined {
+    const pb = this.patchBases.get(offset);
+    if (!pb) return undefined;
+    this.patchBases.delete(offset);
+    return this.index.readAt(pb.file, pb.offset, length);
+  }
+
   /** Writes one bundle: every record verified, contiguous blocks coalesced into one write. */
   async onData(seq: number, payload: Buffer): Promise<void> {
     const fh = this.fh;
@@ -156,7 +193,7 @@ class FileSession implements SessionHandler {
       const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       await fh.write(data, 0, data.length, runStart);
       for (const w of written) {
-        this.index.add(w.hash, { file: this.tempPath, offset: w.offset, length: w.length });
+        this.index.add(w.hash, { file: this.tempPath, offset: w.offset, length: w.length }, true);
         this.entries.push(encodeManifestEntry(w.offset, w.length, w.hash));
       }
       parts = [];
@@ -170,7 +207,11 @@ class FileSession implements SessionHandler {
       }
       lastEnd = rec.offset + rec.length;
       if (rec.kind === BlockKind.Zero) continue;
-      const data = materialize(rec, (h, len) => this.index.read(h, len));
+      const data = materialize(
+        rec,
+        (h, len) => this.index.read(h, len),
+        (off, len) => this.patchBase(off, len),
+      );
       if (rec.offset !== runEnd) {
         await flush();
         runStart = rec.offset;
@@ -288,6 +329,7 @@ class FileSession implements SessionHandler {
     this.index.removeFile(finalPath);
     this.index.loadManifest(this.opts.dir, manifestBytes(header, entries));
     this.entries = [];
+    this.patchBases.clear();
     // After the answer to `end` is on its way, so a caller that closes the receiver on this event does not cut it off.
     const info = { name: this.name, bytes: this.size, path: finalPath };
     setImmediate(() => this.opts.onFile?.(info));
@@ -297,6 +339,7 @@ class FileSession implements SessionHandler {
   onEnd(err: Error | undefined): void {
     this.index.closeFiles();
     if (this.done) return;
+    if (this.tempPath) this.index.removeFile(this.tempPath);
     void this.fh?.close().catch(() => {});
     this.fh = undefined;
     if (this.tempPath) {

@@ -10,7 +10,16 @@ import { ProtocolError, ValidationError, ensureNovaCronError } from '../errors.j
 import { CdcChunker, DEFAULT_CDC, type CdcParams, type Chunk } from './encoding/chunker.js';
 import { chooseCodec, type CodecChoice } from './encoding/codec.js';
 import { hashBlock, isZeroBlock } from './encoding/hash.js';
-import { BLOCK_CLASS, encodeBlock, type BlockClass } from './encoding/record.js';
+import { BLOCK_CLASS, BlockKind, encodeBlock, patchRecord, type BlockClass } from './encoding/record.js';
+import {
+  MIN_PATCH_CHUNK,
+  bitmapCount,
+  encodePatchBody,
+  encodeSimilarityQuery,
+  subBlockCount,
+  subBlockHashes,
+  type SimilarityEntry,
+} from './encoding/patch.js';
 import { BUNDLE_TARGET_BYTES, encodeBundle } from './encoding/bundle.js';
 import { HAVE_PREFIX_BYTES } from './chunk-index.js';
 import { AmstSender } from './transport/sender.js';
@@ -44,6 +53,8 @@ export interface SendFileOptions {
   readonly windowBytes?: number;
   /** TCP congestion control per stream (profile `congestion_control`). */
   readonly congestionControl?: CongestionControlSetting;
+  /** Send changed chunks as patches against the receiver's old bytes (sub-chunk delta). Default true. */
+  readonly patches?: boolean;
   readonly onProgress?: (p: SendProgress) => void;
   /** Test hook: each AMST stream once established. */
   readonly onStream?: (index: number, conn: DwcpConnection) => void;
@@ -68,10 +79,16 @@ const QUERY_DEPTH = 4;
 const SESSION_DEDUP_MAX = 1 << 20;
 const NO_CODEC: CodecChoice = { codec: 'none', level: 0 };
 
+/** What the receiver said about a batch: have-bits (one per hashed chunk) and patch bitmaps by chunk index. */
+interface BatchReply {
+  readonly bits: Buffer;
+  readonly patches: Map<number, Buffer>;
+}
+
 interface Batch {
   readonly chunks: Chunk[];
   readonly hashes: (Buffer | undefined)[];
-  held: Promise<Buffer>;
+  held: Promise<BatchReply>;
 }
 
 /** Sends one file to a DWCP receiver; resolves with the summary once the receiver verified and renamed it. */
@@ -118,14 +135,75 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       opts.onProgress?.({ bytes: logical, total: size, wireBytes: st.wireBytes, streams: st.streams });
     };
 
-    const query = async (b: Omit<Batch, 'held'>): Promise<Buffer> => {
-      const heldByReceiver = await opened;
+    const haveBits = async (b: Omit<Batch, 'held'>, heldByReceiver: number): Promise<Buffer> => {
       const prefixes = b.hashes.flatMap((h) => (h ? [h.subarray(0, HAVE_PREFIX_BYTES)] : []));
       if (prefixes.length === 0 || heldByReceiver === 0) return Buffer.alloc(0);
       const r = await amst.request({ t: 'have', h: Buffer.concat(prefixes).toString('base64') });
       const bits = (r as { bits?: unknown } | null)?.bits;
       if (typeof bits !== 'string') throw new ProtocolError('have: reply without bits');
       return Buffer.from(bits, 'base64');
+    };
+
+    // Chunks the receiver lacks, next to chunks it holds, are probably changed versions of what it
+    // holds there: ask which of their sub-blocks it has (encoding/patch.ts).
+    const similar = async (b: Omit<Batch, 'held'>, held: boolean[]): Promise<Map<number, Buffer>> => {
+      const patches = new Map<number, Buffer>();
+      if (opts.patches === false) return patches;
+      const n = b.chunks.length;
+      const prev: number[] = new Array<number>(n).fill(-1);
+      const next: number[] = new Array<number>(n).fill(-1);
+      for (let i = 0, last = -1; i < n; i++) {
+        prev[i] = last;
+        if (held[i]) last = i;
+      }
+      for (let i = n - 1, last = -1; i >= 0; i--) {
+        next[i] = last;
+        if (held[i]) last = i;
+      }
+      const entries: SimilarityEntry[] = [];
+      const which: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const c = b.chunks[i]!;
+        if (held[i] || !b.hashes[i] || c.data.length < MIN_PATCH_CHUNK) continue;
+        // Nearest held neighbour, the previous one first (a chunk after an insert lines up on it).
+        const a = prev[i]! >= 0 ? prev[i]! : next[i]!;
+        if (a < 0) continue;
+        entries.push({
+          offset: c.offset,
+          length: c.data.length,
+          anchor: b.hashes[a]!,
+          anchorOffset: b.chunks[a]!.offset,
+          sub: subBlockHashes(c.data),
+        });
+        which.push(i);
+      }
+      if (entries.length === 0) return patches;
+      const r = await amst.request({ t: 'sim', q: encodeSimilarityQuery(entries).toString('base64') });
+      const bitsB64 = (r as { bits?: unknown } | null)?.bits;
+      if (typeof bitsB64 !== 'string') throw new ProtocolError('sim: reply without bits');
+      const all = Buffer.from(bitsB64, 'base64');
+      let p = 0;
+      for (let k = 0; k < entries.length; k++) {
+        const sb = subBlockCount(entries[k]!.length);
+        const bm = all.subarray(p, p + Math.ceil(sb / 8));
+        p += Math.ceil(sb / 8);
+        if (bm.length !== Math.ceil(sb / 8)) throw new ProtocolError('sim: reply too short');
+        if (bitmapCount(bm, sb) > 0) patches.set(which[k]!, bm);
+      }
+      return patches;
+    };
+
+    const query = async (b: Omit<Batch, 'held'>): Promise<BatchReply> => {
+      const heldByReceiver = await opened;
+      const bits = await haveBits(b, heldByReceiver);
+      const held: boolean[] = [];
+      let q = 0;
+      for (const h of b.hashes) {
+        held.push(h !== undefined && ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0);
+        if (h) q++;
+      }
+      const patches = heldByReceiver === 0 ? new Map<number, Buffer>() : await similar(b, held);
+      return { bits, patches };
     };
 
     // Records wait in a bundle (about 256 KiB raw) that is compressed and sent as one Data frame.
@@ -149,7 +227,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     };
 
     const emit = async (b: Batch): Promise<void> => {
-      const bits = await b.held;
+      const { bits, patches } = await b.held;
       let q = 0;
       for (let i = 0; i < b.chunks.length; i++) {
         const c = b.chunks[i]!;
@@ -162,7 +240,13 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
           if (earlier !== undefined && amst.isAcked(earlier)) held = true;
         }
         // Blocks go uncompressed into the bundle; the bundle is compressed as a whole.
-        const enc = encodeBlock(c.offset, c.data, { receiverHas: () => held, codec: NO_CODEC }, h);
+        const bm = held || !h ? undefined : patches.get(i);
+        const enc: { kind: BlockKind; bytes: Buffer } = bm
+          ? {
+              kind: BlockKind.Patch,
+              bytes: patchRecord(c.offset, c.data.length, h!, encodePatchBody(c.data, bm)),
+            }
+          : encodeBlock(c.offset, c.data, { receiverHas: () => held, codec: NO_CODEC }, h);
         const cls = BLOCK_CLASS[enc.kind];
         chunks[cls]++;
         bundle.push(enc.bytes);
@@ -191,7 +275,11 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       const cs = pending;
       pending = [];
       const hashes = cs.map((c) => (isZeroBlock(c.data) ? undefined : hashBlock(c.data)));
-      const b: Batch = { chunks: cs, hashes, held: Promise.resolve(Buffer.alloc(0)) };
+      const b: Batch = {
+        chunks: cs,
+        hashes,
+        held: Promise.resolve({ bits: Buffer.alloc(0), patches: new Map<number, Buffer>() }),
+      };
       b.held = query(b);
       b.held.catch(() => {}); // observed in emit; avoid an unhandled rejection meanwhile
       pipeline.push(b);

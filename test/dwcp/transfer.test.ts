@@ -100,6 +100,30 @@ describe('DWCP file transfer (loopback)', () => {
     );
   });
 
+  it('sends chunks changed in place as patches against the old version (sub-chunk delta)', async () => {
+    const v1 = makeImage(4 * 1024 * 1024, 11);
+    writeFileSync(join(work, 'patch.img'), v1);
+    await sendFile(join(work, 'patch.img'), opts());
+    // 24 blocks of 4 KiB rewritten in the random regions (64 KiB regions of kind 2 and 3): whole
+    // chunks there cost their full size; patches should cost little more than the new bytes.
+    const v2 = Buffer.from(v1);
+    let changed = 0;
+    for (let blk = 0; changed < 24; blk += 5) {
+      if (Math.floor((blk * 4096) / 65536) % 4 < 2) continue;
+      randomBytes(4096).copy(v2, blk * 4096);
+      changed++;
+    }
+    writeFileSync(join(work, 'patch.img'), v2);
+    const s2 = await sendFile(join(work, 'patch.img'), opts());
+    assert.equal(sha(readFileSync(join(dest, 'patch.img'))), sha(v2));
+    assert.ok(s2.chunks.delta > 0, `patch records: ${JSON.stringify(s2.chunks)}`);
+    const newBytes = changed * 4096;
+    assert.ok(
+      s2.wireBytes < newBytes * 1.5 + 64 * 1024,
+      `second send cost ${s2.wireBytes} B on the wire for ${newBytes} B of new data`,
+    );
+  });
+
   it('survives streams killed mid-transfer, with byte-identical output and nothing acknowledged resent', async () => {
     const data = randomBytes(12 * 1024 * 1024);
     writeFileSync(join(work, 'random.bin'), data);

@@ -4,8 +4,9 @@
 import { IntegrityError, ProtocolError } from '../../errors.js';
 import { compressBlock, decompressBlock, type CodecChoice, type CodecId } from './codec.js';
 import { HASH_BYTES, hashBlock, isZeroBlock } from './hash.js';
+import { applyPatchBody } from './patch.js';
 
-export const BlockKind = { Zero: 0, Known: 1, Delta: 2, Literal: 3 } as const;
+export const BlockKind = { Zero: 0, Known: 1, Delta: 2, Literal: 3, Patch: 4 } as const;
 export type BlockKind = (typeof BlockKind)[keyof typeof BlockKind];
 export type BlockClass = 'zero' | 'known' | 'delta' | 'literal';
 
@@ -14,6 +15,7 @@ export const BLOCK_CLASS: Readonly<Record<BlockKind, BlockClass>> = {
   [BlockKind.Known]: 'known',
   [BlockKind.Delta]: 'delta',
   [BlockKind.Literal]: 'literal',
+  [BlockKind.Patch]: 'delta',
 };
 
 /** Largest block a record may describe (a zero record may cover a run of pages). */
@@ -45,7 +47,14 @@ export interface LiteralRecord extends RecordBase {
   readonly codec: CodecId;
   readonly payload: Buffer;
 }
-export type ChunkRecord = ZeroRecord | KnownRecord | DeltaRecord | LiteralRecord;
+/** A file chunk rebuilt from the receiver's old bytes at the same place plus the sub-blocks that changed (see patch.ts). */
+export interface PatchRecord extends RecordBase {
+  readonly kind: typeof BlockKind.Patch;
+  readonly hash: Buffer;
+  /** Bitmap of sub-blocks taken from the base, then the other sub-blocks' bytes. */
+  readonly payload: Buffer;
+}
+export type ChunkRecord = ZeroRecord | KnownRecord | DeltaRecord | LiteralRecord | PatchRecord;
 
 /** What the encoder knows about the receiver when it classifies a block. */
 export interface ClassifyContext {
@@ -155,7 +164,7 @@ export function decodeRecord(buf: Buffer): ChunkRecord {
   if (length === 0 || length > MAX_BLOCK_BYTES)
     throw new ProtocolError(`record length out of range: ${length}`);
   const needHashes = kind === BlockKind.Zero ? 0 : kind === BlockKind.Delta ? 2 : 1;
-  if (kind > BlockKind.Literal) throw new ProtocolError(`unknown record kind ${kind}`);
+  if (kind > BlockKind.Patch) throw new ProtocolError(`unknown record kind ${kind}`);
   if (codec > 2) throw new ProtocolError(`unknown codec id ${codec}`);
   const payloadAt = BASE_HEADER + needHashes * HASH_BYTES;
   if (buf.length < payloadAt) throw new ProtocolError('record truncated inside its hashes');
@@ -177,6 +186,9 @@ export function decodeRecord(buf: Buffer): ChunkRecord {
         codec: codec as CodecId,
         payload: buf.subarray(payloadAt),
       };
+    case BlockKind.Patch:
+      if (length > 16 * 1024 * 1024 || codec !== 0) throw new ProtocolError('bad patch record');
+      return { kind, offset, length, hash: hash(), payload: buf.subarray(payloadAt) };
     default:
       if (length > 16 * 1024 * 1024) throw new ProtocolError('literal block too large');
       return {
@@ -192,13 +204,20 @@ export function decodeRecord(buf: Buffer): ChunkRecord {
 
 /** Fetches a block the receiver holds by hash (verified by the caller of `materialize`). */
 export type BlockResolver = (hash: Buffer, length: number) => Buffer | undefined;
+/** Fetches the base of a patch record: the receiver's old bytes lined up with the chunk at `offset`. */
+export type PatchBaseResolver = (offset: number, length: number) => Buffer | undefined;
+
+/** A patch record: header, chunk hash, then the patch body (bitmap and changed sub-blocks). */
+export function patchRecord(offset: number, length: number, hash: Buffer, body: Uint8Array): Buffer {
+  return withPayload(BlockKind.Patch, 0, offset, length, [hash], body);
+}
 
 /**
  * Rebuilds a record's bytes and verifies them against its hash. Known and delta records need the
  * receiver's blocks through `resolve`. Any mismatch or missing base is an IntegrityError: a block
  * is never written unverified.
  */
-export function materialize(rec: ChunkRecord, resolve: BlockResolver): Buffer {
+export function materialize(rec: ChunkRecord, resolve: BlockResolver, patchBase?: PatchBaseResolver): Buffer {
   let out: Buffer;
   switch (rec.kind) {
     case BlockKind.Zero:
@@ -225,6 +244,16 @@ export function materialize(rec: ChunkRecord, resolve: BlockResolver): Buffer {
     case BlockKind.Literal:
       out = decompressBlock(rec.codec, rec.payload, rec.length);
       break;
+    case BlockKind.Patch: {
+      const base = patchBase?.(rec.offset, rec.length);
+      if (!base) throw new IntegrityError(`patch at offset ${rec.offset} has no base at the receiver`);
+      try {
+        out = applyPatchBody(rec.payload, rec.length, base);
+      } catch (err) {
+        throw new IntegrityError(`patch at offset ${rec.offset} is malformed`, { cause: err });
+      }
+      break;
+    }
   }
   if (out.length !== rec.length || !hashBlock(out).equals(rec.hash)) {
     throw new IntegrityError(`block at offset ${rec.offset} fails its hash check`);
