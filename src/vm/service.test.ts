@@ -9,7 +9,7 @@ import { EventBus } from '../boot/events.js';
 import { HypervisorError, NovaCronError } from '../errors.js';
 import { openStore } from '../store/index.js';
 import { SimDriver } from './drivers/sim/driver.js';
-import { VmService } from './service.js';
+import { VmService, timeOrderedId } from './service.js';
 import { VM_STATES, canTransition, type VmState } from './state-machine.js';
 
 const OPS = ['start', 'stop', 'restart', 'delete', 'create', 'crash'] as const;
@@ -288,4 +288,13 @@ test('sim create records all three steps in one commit; a refused start, a repla
     await service.close();
     await store.close();
   }
+});
+
+test('VM ids are UUID v7: valid, unique, and in creation order across milliseconds', () => {
+  const ids = Array.from({ length: 2000 }, (_, i) => timeOrderedId(1_700_000_000_000 + Math.floor(i / 10)));
+  for (const id of ids)
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(new Set(ids).size, ids.length);
+  for (let i = 10; i < ids.length; i += 10) assert.ok(ids[i - 10]! < ids[i]!, `${ids[i - 10]} < ${ids[i]}`);
+  assert.equal(timeOrderedId(0x0123456789ab).slice(0, 13), '01234567-89ab');
 });

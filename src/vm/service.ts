@@ -2,7 +2,7 @@
 // the same transaction as the VM row), start/stop/restart/delete through the driver, list/get/patch,
 // the serial console, driver events, and the boot-time reconcile of every VM row with the driver.
 // Every state change is one transaction with its audit event, then published on the EventBus.
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -111,6 +111,21 @@ interface TxJob {
   readonly work: (tx: StoreTx) => Promise<unknown>;
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/**
+ * A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. Ids of VMs
+ * created close in time sort close together, so a burst of creates inserts at the end of the
+ * id-keyed indexes (vms, allocations, events by resource) instead of dirtying a random page of each
+ * per VM: fewer pages written per group commit.
+ */
+export function timeOrderedId(now: number = Date.now()): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(now, 0, 6);
+  b[6] = 0x70 | (b[6]! & 0x0f);
+  b[8] = 0x80 | (b[8]! & 0x3f);
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** The message format of a create that does not fit: `resource exhausted: <what> (requested X, free Y)`. */
@@ -225,7 +240,7 @@ export class VmService {
         key: 'Idempotency-Key',
       });
     if (this.#o.checkPaths) await this.#checkPaths(req);
-    const id = randomUUID();
+    const id = timeOrderedId();
     const hash = requestHash(req);
     if (this.simulated && this.#o.regionPlacement !== true) {
       const inline = await this.#createStarted(req, id, hash, idempotencyKey);
