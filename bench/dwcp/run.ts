@@ -33,6 +33,8 @@ const DATA = process.env.DWCP_BENCH_DIR ?? '/tmp/dwcp-bench';
 const quick = process.argv.includes('--quick');
 /** `--wan-only`: skip delta sizes and loopback, run the 100 Mbit/s link only (a focused re-run). */
 const wanOnly = process.argv.includes('--wan-only');
+/** `--delta-only`: only the second-version sizes (DWCP, rsync, xdelta3, zstd --patch-from). */
+const deltaOnly = process.argv.includes('--delta-only');
 /** `--only=NAME[,NAME]` data sets, `--methods=tcp,dwcp`, `--cc=bbr|cubic`: narrow a --wan-only run further. */
 const argList = (k: string): string[] | undefined =>
   process.argv
@@ -307,6 +309,13 @@ async function main(): Promise<void> {
     },
   };
   results.delta = wanOnly ? [] : await deltaSizes(d);
+  if (deltaOnly) {
+    mkdirSync(join(HERE, 'results'), { recursive: true });
+    writeFileSync(join(HERE, 'results', 'delta.json'), JSON.stringify(results, null, 2) + '\n');
+    for (const r of results.delta as Record<string, unknown>[])
+      process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
   const rows: Row[] = [];
   const sets: [string, string][] = [
     ['mem-v1.img', d.mem1!],

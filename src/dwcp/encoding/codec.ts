@@ -68,6 +68,9 @@ export function decompressBlock(codec: number, data: Uint8Array, rawLength: numb
   return out;
 }
 
+/** Below this raw/compressed ratio the data counts as incompressible. */
+export const INCOMPRESSIBLE_RATIO = 1.03;
+
 export interface CodecPolicyInput {
   /** The mode profile's codec and level (config `dwcp.profiles.<mode>`). */
   readonly profile: CodecChoice;
@@ -90,6 +93,10 @@ export function chooseCodec(input: CodecPolicyInput): CodecChoice {
   if (profile.codec === 'none' || linkBytesPerSec === undefined || compressBytesPerSec === undefined) {
     return profile;
   }
+  // Incompressible data (random, already compressed): compressing costs CPU for nothing. lz4 still
+  // runs (it gives up on such data at GB/s) so the ratio keeps being measured and a compressible
+  // stretch brings the profile's codec back.
+  if (input.ratio !== undefined && input.ratio < INCOMPRESSIBLE_RATIO) return { codec: 'lz4', level: 0 };
   // The effective rate at which raw bytes can leave: min(CPU, link * ratio).
   const ratio = Math.max(1, input.ratio ?? 1);
   const cpuBound = compressBytesPerSec < linkBytesPerSec * ratio;
