@@ -241,7 +241,8 @@ export class VmService {
       });
     if (this.#o.checkPaths) await this.#checkPaths(req);
     const id = timeOrderedId();
-    const hash = requestHash(req);
+    // Only a create with an Idempotency-Key needs the body's hash (stored with the key).
+    const hash = idempotencyKey === undefined ? '' : requestHash(req);
     if (this.simulated && this.#o.regionPlacement !== true) {
       const inline = await this.#createStarted(req, id, hash, idempotencyKey);
       if (inline !== undefined) return inline;
