@@ -108,12 +108,18 @@ export interface AgentHandlers {
 
 /**
  * Contract: the agent reads `assignments/<node>/` at one revision, handles each entry, then
- * watches every later change, so none is missed or handled twice. Handling is serial, in
- * revision order. After `onAssign` it writes `acks/<node>/<vm>` only if the assignment still has
- * the revision it handled (a newer one will be handled and acked in turn).
+ * watches every later change, so none is missed or handled twice. The changes of one VM are
+ * handled serially, in revision order; different VMs concurrently (at most `AGENT_PARALLEL` at
+ * once). After `onAssign` it writes `acks/<node>/<vm>` only if the assignment still has the
+ * revision it handled (a newer one will be handled and acked in turn).
  */
+export const AGENT_PARALLEL = 32;
+
 export class AssignmentAgent {
-  private chain: Promise<void> = Promise.resolve();
+  /** Tail of each VM's chain of changes (removed when it settles). */
+  private readonly chains = new Map<string, Promise<void>>();
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
   private cancel: (() => Promise<void>) | undefined;
   private closed = false;
 
@@ -136,59 +142,77 @@ export class AssignmentAgent {
     watcher.on('put', (kv) => agent.enqueue(relativeKey(conn, kv.key), kv.value, Number(kv.mod_revision)));
     watcher.on('delete', (kv) => {
       const vm = childName(relativeKey(conn, kv.key), prefix);
-      if (vm && handlers.onRemove)
-        agent.chain = agent.chain.then(() => handlers.onRemove?.(vm)).catch(() => undefined);
+      if (vm && handlers.onRemove) agent.after(vm, async () => handlers.onRemove?.(vm));
     });
     agent.cancel = () => watcher.cancel();
     return agent;
   }
 
   /** Resolves when every change seen so far has been handled. */
-  idle(): Promise<void> {
-    return this.chain;
+  async idle(): Promise<void> {
+    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     await this.cancel?.();
-    await this.chain;
+    await this.idle();
+  }
+
+  /** Runs `fn` after the VM's earlier changes, within the concurrency limit. Never rejects. */
+  private after(vm: string, fn: () => Promise<void>): void {
+    const prev = this.chains.get(vm) ?? Promise.resolve();
+    const next = prev
+      .then(async () => {
+        if (this.running >= AGENT_PARALLEL) await new Promise<void>((r) => this.waiting.push(r));
+        this.running++;
+        try {
+          await fn();
+        } finally {
+          this.running--;
+          this.waiting.shift()?.();
+        }
+      })
+      .catch(() => undefined);
+    this.chains.set(vm, next);
+    void next.then(() => {
+      if (this.chains.get(vm) === next) this.chains.delete(vm);
+    });
   }
 
   private enqueue(key: string, raw: Buffer, revision: number): void {
     const vm = childName(key, Keys.assignmentsPrefix(this.node));
     const a = parseAssignment(raw);
     if (!vm || !a) return;
-    this.chain = this.chain
-      .then(async () => {
-        if (this.closed) return;
-        let state: AssignmentAck['state'];
-        let message: string | undefined;
-        try {
-          state = await this.handlers.onAssign(a, revision);
-        } catch (e) {
-          state = 'failed';
-          message = e instanceof Error ? e.message : String(e);
-        }
-        const ack: AssignmentAck = {
-          vm,
-          node: this.node,
-          revision,
-          state,
-          ...(message === undefined ? {} : { message }),
-        };
-        const akey = Keys.assignment(this.node, vm);
-        let written = false;
-        try {
-          const res = await this.conn.kv
-            .if(akey, 'Mod', '==', revision)
-            .then(this.conn.kv.put(Keys.ack(this.node, vm)).value(JSON.stringify(ack)))
-            .commit();
-          written = res.succeeded;
-        } finally {
-          this.handlers.onAcked?.(ack, written);
-        }
-      })
-      .catch(() => undefined);
+    this.after(vm, async () => {
+      if (this.closed) return;
+      let state: AssignmentAck['state'];
+      let message: string | undefined;
+      try {
+        state = await this.handlers.onAssign(a, revision);
+      } catch (e) {
+        state = 'failed';
+        message = e instanceof Error ? e.message : String(e);
+      }
+      const ack: AssignmentAck = {
+        vm,
+        node: this.node,
+        revision,
+        state,
+        ...(message === undefined ? {} : { message }),
+      };
+      const akey = Keys.assignment(this.node, vm);
+      let written = false;
+      try {
+        const res = await this.conn.kv
+          .if(akey, 'Mod', '==', revision)
+          .then(this.conn.kv.put(Keys.ack(this.node, vm)).value(JSON.stringify(ack)))
+          .commit();
+        written = res.succeeded;
+      } finally {
+        this.handlers.onAcked?.(ack, written);
+      }
+    });
   }
 }
 

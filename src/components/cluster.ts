@@ -343,9 +343,9 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
             });
             const agent = await AssignmentAgent.start(c, nodeId, {
               onAssign: async (a) => {
+                // a VM started here is not in `policies` until the next refresh: fencing then
+                // stops it too (an unknown policy counts as HA)
                 const r = await vms.runAssigned(a.vm);
-                if (r === 'running')
-                  policies.set(a.vm, (await store.vms.get(a.vm))?.restartPolicy ?? 'always');
                 return r === 'ignored' ? 'accepted' : r;
               },
               onRemove: async (vm) => {
