@@ -397,7 +397,12 @@ export class MigrationManager implements DestinationHost {
       kind === 'live'
         ? this.#runOutgoing(rec, vm, peer, maxDowntimeMs, entry)
         : this.#runCold(rec, vm, peer, diskFiles, entry);
-    entry.done = run.finally(() => this.#outgoing.delete(id));
+    entry.done = run
+      .catch((err: unknown) =>
+        // Recording the end failed (database down …): the record stays active; recovery settles it.
+        this.#o.logger.error({ id, err: errorMessage(err) }, 'migration bookkeeping failed'),
+      )
+      .finally(() => this.#outgoing.delete(id));
     this.#outgoing.set(id, entry);
     return migrationViewOf(rec);
   }
