@@ -20,7 +20,8 @@ import {
   subBlockHashes,
   type SimilarityEntry,
 } from './encoding/patch.js';
-import { BUNDLE_TARGET_BYTES, encodeBundle } from './encoding/bundle.js';
+import { BUNDLE_TARGET_BYTES, packBundle, sealBundle } from './encoding/bundle.js';
+import { CompressPool } from './encoding/compress-pool.js';
 import { HAVE_PREFIX_BYTES } from './chunk-index.js';
 import { AmstSender } from './transport/sender.js';
 import type { ConnectionSecurity, DwcpConnection } from './transport/connection.js';
@@ -55,6 +56,8 @@ export interface SendFileOptions {
   readonly congestionControl?: CongestionControlSetting;
   /** Send changed chunks as patches against the receiver's old bytes (sub-chunk delta). Default true. */
   readonly patches?: boolean;
+  /** Worker threads compressing bundles (default: cores − 1, 1…2; 0: on the main thread). */
+  readonly compressThreads?: number;
   readonly onProgress?: (p: SendProgress) => void;
   /** Test hook: each AMST stream once established. */
   readonly onStream?: (index: number, conn: DwcpConnection) => void;
@@ -75,6 +78,8 @@ export interface TransferSummary {
 }
 
 const BATCH_CHUNKS = 512;
+/** Bundles compressing or waiting to be queued at once (memory: this × 256 KiB). */
+const BUNDLES_IN_FLIGHT = 4;
 const QUERY_DEPTH = 4;
 const SESSION_DEDUP_MAX = 1 << 20;
 const NO_CODEC: CodecChoice = { codec: 'none', level: 0 };
@@ -113,6 +118,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     ...(opts.onStream ? { onStream: opts.onStream } : {}),
     ...(opts.congestionControl ? { congestionControl: opts.congestionControl } : {}),
   });
+  const pool = new CompressPool(opts.compressThreads);
   try {
     // The open request travels while the first batch is read and hashed; data waits for its answer.
     // A receiver that holds no chunk at all needs no have-queries.
@@ -210,20 +216,36 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     let bundle: Buffer[] = [];
     let bundleRaw = 0;
     let bundleHashes: Buffer[] = [];
+    // Bundles are compressed on worker threads (CompressPool) while this thread goes on chunking
+    // and hashing; they are sent in order, at most BUNDLES_IN_FLIGHT compressing at a time.
+    let sendChain: Promise<void> = Promise.resolve();
+    const inFlight: Promise<void>[] = [];
     const sendBundle = async (): Promise<void> => {
       if (bundle.length === 0) return;
-      const t0 = process.hrtime.bigint();
-      const payload = encodeBundle(bundle, codec);
-      compressNs += Number(process.hrtime.bigint() - t0);
-      compressIn += bundleRaw;
-      compressOut += payload.length;
+      const body = packBundle(bundle);
+      const rawLength = body.length;
       const hashes = bundleHashes;
       bundle = [];
       bundleRaw = 0;
       bundleHashes = [];
-      const seq = await amst.send(payload);
-      for (const h of hashes)
-        if (sentInSession.size < SESSION_DEDUP_MAX) sentInSession.set(h.toString('hex'), seq);
+      const compressed = pool.compress(body, codec);
+      const job = Promise.all([compressed, sendChain]).then(async ([c]) => {
+        compressNs += c.ns;
+        compressIn += rawLength;
+        compressOut += c.data.length + 5;
+        const seq = await amst.send(sealBundle(rawLength, c.codec, c.data));
+        for (const h of hashes)
+          if (sentInSession.size < SESSION_DEDUP_MAX) sentInSession.set(h.toString('hex'), seq);
+      });
+      job.catch(() => {}); // observed through inFlight / sendChain
+      sendChain = job;
+      inFlight.push(job);
+      if (inFlight.length >= BUNDLES_IN_FLIGHT) await inFlight.shift();
+    };
+    const drainBundles = async (): Promise<void> => {
+      await sendBundle();
+      await Promise.all(inFlight.splice(0));
+      await sendChain;
     };
 
     const emit = async (b: Batch): Promise<void> => {
@@ -301,7 +323,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     pending.push(...chunker.end());
     await flushBatch();
     while (pipeline.length > 0) await emit(pipeline.shift()!);
-    await sendBundle();
+    await drainBundles();
     await opened; // an empty file has no batch that waited for it
     if (logical !== size) throw new ValidationError(`${path} changed size while it was being sent`);
     // No need to wait for the acks first: the receiver answers `end` once every byte is written
@@ -330,5 +352,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
   } catch (err) {
     amst.abort(ensureNovaCronError(err));
     throw err;
+  } finally {
+    await pool.close();
   }
 }

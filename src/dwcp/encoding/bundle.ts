@@ -11,21 +11,33 @@ export const MAX_BUNDLE_RAW_BYTES = 16 * 1024 * 1024;
 
 /** Compresses records into one bundle payload. */
 export function encodeBundle(records: readonly Buffer[], codec: CodecChoice): Buffer {
+  const body = packBundle(records);
+  const c = compressBlock(body, codec);
+  return sealBundle(body.length, c.codec, c.data);
+}
+
+/** The raw body of a bundle: (record length u32, record)… — to compress elsewhere (CompressPool). */
+export function packBundle(records: readonly Buffer[]): Buffer {
   let raw = 0;
   for (const r of records) raw += 4 + r.length;
   if (raw > MAX_BUNDLE_RAW_BYTES) throw new ProtocolError(`bundle too large: ${raw} bytes`);
-  const body = Buffer.allocUnsafe(raw);
+  // Its own ArrayBuffer (not the shared pool), so it can be moved to a worker thread.
+  const body = Buffer.from(new ArrayBuffer(raw));
   let pos = 0;
   for (const r of records) {
     body.writeUInt32BE(r.length, pos);
     r.copy(body, pos + 4);
     pos += 4 + r.length;
   }
-  const c = compressBlock(body, codec);
-  const out = Buffer.allocUnsafe(5 + c.data.length);
-  out[0] = c.codec;
-  out.writeUInt32BE(raw, 1);
-  out.set(c.data, 5);
+  return body;
+}
+
+/** The bundle payload from a body compressed with `codec` (raw length, codec id, data). */
+export function sealBundle(rawLength: number, codec: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + data.length);
+  out[0] = codec;
+  out.writeUInt32BE(rawLength, 1);
+  out.set(data, 5);
   return out;
 }
 

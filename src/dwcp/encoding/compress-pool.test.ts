@@ -1,0 +1,42 @@
+// Compression on worker threads: results match inline compression, many jobs in flight resolve
+// to their own inputs, incompressible input comes back as is, and a closed pool refuses work.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { CompressPool } from './compress-pool.js';
+import { CodecId, decompressBlock } from './codec.js';
+
+describe('CompressPool', () => {
+  it('compresses on workers; every job decodes to its own input', async () => {
+    const pool = new CompressPool(2);
+    try {
+      const inputs = Array.from({ length: 24 }, (_, i) =>
+        i % 3 === 0 ? randomBytes(70_000) : Buffer.from(`bundle ${i} `.repeat(5000 + i)),
+      );
+      const copies = inputs.map((b) => Buffer.from(b));
+      const out = await Promise.all(
+        inputs.map((b, i) =>
+          pool.compress(b, i % 2 ? { codec: 'lz4', level: 0 } : { codec: 'zstd', level: 3 }),
+        ),
+      );
+      out.forEach((c, i) => {
+        const back = decompressBlock(c.codec, c.data, copies[i]!.length);
+        assert.ok(back.equals(copies[i]!), `job ${i}`);
+        if (i % 3 === 0)
+          assert.equal(c.codec, CodecId.None); // random: sent as is
+        else assert.ok(c.data.length < copies[i]!.length / 4);
+      });
+    } finally {
+      await pool.close();
+    }
+    await assert.rejects(pool.compress(Buffer.alloc(100), { codec: 'zstd', level: 1 }));
+  });
+
+  it('compresses inline with no threads', async () => {
+    const pool = new CompressPool(0);
+    const raw = Buffer.from('x'.repeat(10_000));
+    const c = await pool.compress(raw, { codec: 'zstd', level: 1 });
+    assert.ok(decompressBlock(c.codec, c.data, 10_000).equals(raw));
+    await pool.close();
+  });
+});

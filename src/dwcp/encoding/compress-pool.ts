@@ -1,0 +1,100 @@
+// Compression off the main thread. The file sender's main thread reads, chunks, hashes and
+// encrypts; compressing the bundles (the largest single cost on compressible data) runs on worker
+// threads meanwhile, so a sender uses a second core. Jobs resolve independently; the caller keeps
+// the order. Without worker threads (or with `threads: 0`) it compresses inline.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { ErrorCode, NovaCronError } from '../../errors.js';
+import { compressBlock, type CodecChoice, type CodecId } from './codec.js';
+
+/** A data: URL module that registers tsx in the worker, then loads `script`. */
+function tsxBootstrap(script: URL): URL {
+  const api = import.meta.resolve('tsx/esm/api');
+  const code = `const { register } = await import(${JSON.stringify(api)}); register(); await import(${JSON.stringify(script.href)});`;
+  return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
+}
+
+export interface Compressed {
+  readonly codec: CodecId;
+  readonly data: Uint8Array;
+  /** Time the compressor took, ns (for the codec policy). */
+  readonly ns: number;
+}
+
+interface Reply {
+  readonly id: number;
+  readonly codec?: CodecId;
+  readonly data?: Uint8Array;
+  readonly ns?: number;
+  readonly error?: string;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  busy: number;
+}
+
+export class CompressPool {
+  private readonly slots: Slot[] = [];
+  private readonly jobs = new Map<number, { resolve: (c: Compressed) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private failed: Error | undefined;
+
+  /** `threads` workers (default: one less than the cores, at least 1, at most 2). */
+  constructor(threads = Math.max(1, Math.min(2, availableParallelism() - 1))) {
+    const here = import.meta.url;
+    const fromSource = here.endsWith('.ts');
+    const script = new URL(fromSource ? './compress-worker.ts' : './compress-worker.js', here);
+    for (let i = 0; i < threads; i++) {
+      // Run from TypeScript sources (tsx), the worker registers the same loader first.
+      const worker = fromSource ? new Worker(tsxBootstrap(script)) : new Worker(script);
+      worker.unref();
+      const slot: Slot = { worker, busy: 0 };
+      worker.on('message', (r: Reply) => {
+        slot.busy--;
+        const j = this.jobs.get(r.id);
+        if (!j) return;
+        this.jobs.delete(r.id);
+        if (r.error !== undefined || r.data === undefined || r.codec === undefined)
+          j.reject(new NovaCronError(ErrorCode.Internal, `compression failed: ${r.error ?? 'no data'}`));
+        else j.resolve({ codec: r.codec, data: r.data, ns: r.ns ?? 0 });
+      });
+      worker.on('error', (err) => this.fail(err));
+      this.slots.push(slot);
+    }
+  }
+
+  /** Compresses `raw` (which is handed over to the worker: do not use it afterwards). */
+  compress(raw: Uint8Array, choice: CodecChoice): Promise<Compressed> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.slots.length === 0 || choice.codec === 'none') {
+      const t0 = process.hrtime.bigint();
+      const c = compressBlock(raw, choice);
+      return Promise.resolve({ ...c, ns: Number(process.hrtime.bigint() - t0) });
+    }
+    let slot = this.slots[0]!;
+    for (const s of this.slots) if (s.busy < slot.busy) slot = s;
+    const id = this.nextId++;
+    // A buffer that owns its whole ArrayBuffer is moved; a view of a shared one is copied first.
+    const own = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength ? raw : new Uint8Array(raw);
+    return new Promise<Compressed>((resolve, reject) => {
+      this.jobs.set(id, { resolve, reject });
+      slot.busy++;
+      slot.worker.postMessage({ id, raw: own, codec: choice.codec, level: choice.level }, [
+        own.buffer as ArrayBuffer,
+      ]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.slots.length = 0;
+    this.fail(new NovaCronError(ErrorCode.Internal, 'compression pool closed'));
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err;
+    for (const j of this.jobs.values()) j.reject(this.failed);
+    this.jobs.clear();
+  }
+}
