@@ -176,6 +176,35 @@ test('NaN is sent (so the client can reject it), unpacked repeated doubles and u
   assert.equal(m.profile, 'fcc_1s');
 });
 
+test('int64 and int32 edge values: exact sizes and the same values as reflection', () => {
+  const t = type('BandwidthRequest');
+  for (const ts of [
+    1,
+    127,
+    128,
+    2 ** 28,
+    2 ** 35 - 1,
+    2 ** 35,
+    2 ** 42,
+    2 ** 49,
+    2 ** 52,
+    Number.MAX_SAFE_INTEGER,
+    -1,
+    -(2 ** 40),
+  ]) {
+    const ours = bwReq.serialize({ timestamp: ts });
+    const theirs = Buffer.from(t.encode(t.fromObject({ timestamp: ts })).finish());
+    assert.deepEqual(ours, theirs, `timestamp ${ts}`);
+    assert.equal(bwReq.deserialize(theirs).timestamp, ts);
+  }
+  const vmCodec = c.codec(c.encodeLifetimeRequest, c.decodeLifetimeRequest);
+  for (const b of [1, -1, 2 ** 31 - 1, -(2 ** 31), 7.9]) {
+    const ours = vmCodec.serialize({ vms: [{ batch_size: b }] });
+    const decoded = type('LifetimeRequest').decode(ours) as unknown as { vms: { batch_size: number }[] };
+    assert.equal(decoded.vms[0]!.batch_size, b | 0, `batch_size ${b}`);
+  }
+});
+
 test('truncated bytes throw (grpc-js turns that into a failed call), they do not yield a half message', () => {
   const bytes = plReq.serialize({ task_id: 't', available_nodes: [node(0)] });
   assert.throws(() => plReq.deserialize(bytes.subarray(0, bytes.length - 3)));

@@ -45,18 +45,19 @@ export interface Writer {
   ldelim(): Writer;
 }
 
-const varintSize = (v: number): number =>
-  v < 0x80
-    ? 1
-    : v < 0x4000
-      ? 2
-      : v < 0x200000
-        ? 3
-        : v < 0x10000000
-          ? 4
-          : v < 2 ** 35
-            ? 5
-            : Math.ceil(Math.log2(v + 1) / 7);
+/** Bytes of a non-negative integer as a varint (exact for every safe integer, like Emit.varint). */
+function varintSize(v: number): number {
+  if (v < 0x80) return 1;
+  if (v < 0x4000) return 2;
+  if (v < 0x200000) return 3;
+  if (v < 0x10000000) return 4;
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80);
+    n++;
+  }
+  return n;
+}
 
 /** Lengths recorded by Measure for Emit (strings and sub-messages, in encounter order). */
 class Measure implements Writer {
