@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -57,15 +58,56 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
   };
   const other = (s: Side): Side => (s.name === 'n1' ? sides.n2 : sides.n1);
 
+  /** n1 reaches n2's gRPC through this proxy, so a test can cut the control connection. */
+  let proxy: { port: number; cut(): void; heal(): void; close(): void };
+
+  function startProxy(target: () => number): Promise<typeof proxy> {
+    const socks = new Set<Socket>();
+    let refusing = false;
+    const server = createServer((client) => {
+      if (refusing) return client.destroy();
+      const upstream = connect(target(), '127.0.0.1');
+      socks.add(client).add(upstream);
+      const drop = (): void => {
+        client.destroy();
+        upstream.destroy();
+        socks.delete(client);
+        socks.delete(upstream);
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+      client.pipe(upstream).pipe(client);
+    });
+    return new Promise((resolve) =>
+      server.listen(0, '127.0.0.1', () =>
+        resolve({
+          port: (server.address() as AddressInfo).port,
+          cut() {
+            refusing = true;
+            for (const c of socks) c.destroy();
+          },
+          heal() {
+            refusing = false;
+          },
+          close() {
+            for (const c of socks) c.destroy();
+            server.close();
+          },
+        }),
+      ),
+    );
+  }
+
   async function boot(s: Side): Promise<NodeProcess> {
     const peer = other(s);
+    const peerPort = s.name === 'n1' ? proxy.port : peer.ports.grpc;
     s.node = await startNodeProcess(s.dataDir, {
       'system.node_id': s.name,
       'api.rest_port': s.ports.rest,
       'api.grpc_port': s.ports.grpc,
       'dwcp.listen_port': s.ports.dwcp,
       'cluster.join_token': TOKEN,
-      'cluster.peers': JSON.stringify([{ name: peer.name, url: `http://127.0.0.1:${peer.ports.grpc}` }]),
+      'cluster.peers': JSON.stringify([{ name: peer.name, url: `http://127.0.0.1:${peerPort}` }]),
       'vm.driver': 'qemu',
       'vm.accel': 'tcg',
       'vm.stop_grace_seconds': 1,
@@ -186,10 +228,12 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
       s.dataDir = mkdtempSync(join(tmpdir(), `nc-mig-${s.name}-`));
       s.ports = { rest: await freePort(), grpc: await freePort(), dwcp: await freePort() };
     }
+    proxy = await startProxy(() => sides.n2.ports.grpc);
     await Promise.all([boot(sides.n1), boot(sides.n2)]);
   });
 
   after(async () => {
+    proxy?.close();
     for (const s of Object.values(sides)) {
       s.node?.cli.child.kill('SIGKILL');
       for (const pid of await qemuPids(s)) process.kill(pid, 'SIGKILL');
@@ -348,6 +392,27 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
     assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/vms/${vm.name}`)).status, 404);
     await assertOneCopy(vm.id, sides.n1);
     await assertDatabases(vm.id, sides.n1, started.id, 'cancelled');
+    assert.equal((await api(sides.n1.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
+  });
+
+  test('control connection cut mid-transfer: both sides roll back on their own', async () => {
+    const vm = await createVm('mig-cut');
+    const started = await migrate(vm);
+    await poll(sides.n1.node!, started.id, midTransfer);
+    proxy.cut();
+    try {
+      const m = await poll(sides.n1.node!, started.id, ended);
+      assert.equal(m.state, 'failed', JSON.stringify(m));
+      // n2 gave up by itself when the source's call broke: no VM row, no QEMU.
+      const deadline = Date.now() + 30_000;
+      while ((await qemuPids(sides.n2)).length > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/vms/${vm.name}`)).status, 404);
+    } finally {
+      proxy.heal();
+    }
+    await assertOneCopy(vm.id, sides.n1);
+    await assertDatabases(vm.id, sides.n1, started.id, 'failed');
     assert.equal((await api(sides.n1.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
   });
 
