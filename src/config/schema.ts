@@ -346,7 +346,8 @@ export const ConfigSchema = Type.Object(
           ),
           {
             default: [],
-            description: 'Static peers ({name, url}) until discovery; also probed for mode detection',
+            description:
+              'Static peers ({name, url}; url is the peer gRPC endpoint, http://HOST:api.grpc_port) until discovery; used by migration, probed for mode detection',
           },
         ),
         join_token: Secret('Shared secret nodes use to authenticate each other'),
