@@ -2,7 +2,8 @@
 // `node --cpu-prof`, drives VM_PROFILE_CREATES creates with VM_PROFILE_CONCURRENCY in flight
 // (the load generator of the bench), stops the node and prints the functions with the most self
 // time and the server CPU per create. The .cpuprofile stays in VM_PROFILE_DIR (default a temp dir)
-// for Chrome DevTools / speedscope. Usage: npx tsx bench/vm-api/profile.ts
+// for Chrome DevTools / speedscope. Usage: npx tsx bench/vm-api/profile.ts [file.cpuprofile]
+// (VM_PROFILE_WS=1: with a /ws subscriber)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../test/helpers/cli.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { WebSocket } from 'undici';
 import { LoadGenerator } from './load.js';
 
 const CREATES = Number(process.env['VM_PROFILE_CREATES'] ?? 5000);
@@ -98,6 +100,16 @@ await new Promise<void>((resolve, reject) => {
 const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
 const load = new LoadGenerator(`http://127.0.0.1:${port}`, CONCURRENCY);
 const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+// VM_PROFILE_WS=1: a /ws subscriber (vm. events) is connected during the creates.
+const ws =
+  process.env['VM_PROFILE_WS'] === '1'
+    ? new WebSocket(`ws://127.0.0.1:${port}/ws?types=vm.&token=${encodeURIComponent(token)}`)
+    : undefined;
+let wsEvents = 0;
+if (ws !== undefined) {
+  await new Promise((resolve) => ws.addEventListener('open', resolve));
+  ws.addEventListener('message', () => wsEvents++);
+}
 try {
   await load.warm(() => ({ method: 'GET', path: '/health/live' }));
   const r = await load.run(
@@ -113,7 +125,9 @@ try {
   console.log(
     `${r.requests} creates, ${r.errors} errors, ${r.perSecond}/s, P50 ${r.p50Ms} ms, P99 ${r.p99Ms} ms`,
   );
+  if (ws !== undefined) console.log(`/ws subscriber: ${wsEvents} events so far`);
 } finally {
+  ws?.close();
   await load.close();
   child.kill('SIGTERM');
   await exited;
