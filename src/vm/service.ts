@@ -983,6 +983,33 @@ export class VmService {
     return this.#change(vm, VmState.Stopped, { spec: { ...spec, handle: null } });
   }
 
+  // ------------------------------------------------------------------ live migration hooks (src/migration)
+
+  /** The VM driver (live migration drives QEMU's migration through it). */
+  get driver(): VmDriver {
+    return this.#o.driver;
+  }
+
+  /** The live driver handle of a VM in this process, if any. */
+  driverHandle(id: string): VmHandle | undefined {
+    return this.#handles.get(id);
+  }
+
+  /** Watches a process that a live migration brought to this node, like one this service started. */
+  adoptHandle(id: string, handle: VmHandle): void {
+    this.#attach(id, handle);
+  }
+
+  /** A live migration takes the VM's process over (it quits on commit): stop watching it. */
+  releaseHandle(id: string): void {
+    this.#detach(id);
+  }
+
+  /** Runs `fn` under the VM's operation lock (serialised with start/stop/delete of that VM). */
+  withVmLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locked(id, fn);
+  }
+
   // ------------------------------------------------------------------ cluster mode hooks (src/cluster)
 
   setRegionHooks(hooks: RegionHooks | undefined): void {
