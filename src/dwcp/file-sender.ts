@@ -4,7 +4,6 @@
 // checks before renaming the file into place. Memory is bounded by the AMST window and the
 // query pipeline depth, not by the file size.
 import { createReadStream, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { ProtocolError, ValidationError, ensureNovaCronError } from '../errors.js';
 import { CdcChunker, DEFAULT_CDC, type CdcParams, type Chunk } from './encoding/chunker.js';
@@ -130,7 +129,6 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     const chunks: Record<BlockClass, number> = { zero: 0, known: 0, delta: 0, literal: 0 };
     // Chunks sent earlier in this session: known to the receiver once their frame is acknowledged.
     const sentInSession = new Map<string, number>();
-    const whole = createHash('sha256');
     let logical = 0;
     let codec = opts.codec;
     let compressNs = 0;
@@ -314,7 +312,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
 
     const chunker = new CdcChunker(opts.cdc ?? DEFAULT_CDC);
     for await (const buf of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-      whole.update(buf);
+      pool.hashUpdate(buf); // whole-file SHA-256 on a worker thread
       for (const c of chunker.push(buf)) {
         pending.push(c);
         if (pending.length >= BATCH_CHUNKS) await flushBatch();
@@ -328,7 +326,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     if (logical !== size) throw new ValidationError(`${path} changed size while it was being sent`);
     // No need to wait for the acks first: the receiver answers `end` once every byte is written
     // and the whole file verified and synced, which saves a round trip.
-    const sha256 = whole.digest('hex');
+    const sha256 = await pool.hashDigest();
     await amst.request({ t: 'end', sha256 });
     // The file is verified and in place at the receiver: that is the transfer time.
     const seconds = (performance.now() - started) / 1000;

@@ -152,9 +152,13 @@ describe('DWCP file transfer (loopback)', () => {
     );
     assert.equal(sha(readFileSync(join(dest, 'random-resumed.bin'))), sha(data));
     assert.ok(s.reconnects >= 1, `expected a reconnect, got ${s.reconnects}`);
-    // Only unacknowledged frames went again: at most the retransmit window.
+    // Only unacknowledged frames went again: each dropped stream resends at most the retransmit
+    // window (a frame resent on a stream that is dropped in turn counts again).
     assert.ok(s.resentFrames > 0);
-    assert.ok(s.resentBytes <= 2 * 4 * 1024 * 1024, `resent ${s.resentBytes} B, more than two windows`);
+    assert.ok(
+      s.resentBytes <= s.reconnects * 4 * 1024 * 1024,
+      `resent ${s.resentBytes} B in ${s.resentFrames} frames over ${s.reconnects} reconnects, more than a window each`,
+    );
   });
 
   it('fails cleanly with a wrong token and leaves no file', async () => {

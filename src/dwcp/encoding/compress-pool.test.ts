@@ -2,7 +2,7 @@
 // to their own inputs, incompressible input comes back as is, and a closed pool refuses work.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { CompressPool } from './compress-pool.js';
 import { CodecId, decompressBlock } from './codec.js';
 
@@ -38,5 +38,22 @@ describe('CompressPool', () => {
     const c = await pool.compress(raw, { codec: 'zstd', level: 1 });
     assert.ok(decompressBlock(c.codec, c.data, 10_000).equals(raw));
     await pool.close();
+  });
+
+  it('keeps a whole-file SHA-256 in call order, on a worker or inline', async () => {
+    for (const threads of [2, 0]) {
+      const pool = new CompressPool(threads);
+      const parts = Array.from({ length: 20 }, (_, i) => randomBytes(1000 + i * 3000));
+      const reused = Buffer.alloc(5000);
+      for (const p of parts) {
+        // The caller reuses its buffer right away: the pool must have copied it.
+        p.copy(reused, 0, 0, Math.min(p.length, reused.length));
+        pool.hashUpdate(p);
+        reused.fill(0);
+      }
+      const want = createHash('sha256').update(Buffer.concat(parts)).digest('hex');
+      assert.equal(await pool.hashDigest(), want, `threads ${threads}`);
+      await pool.close();
+    }
   });
 });

@@ -2,6 +2,7 @@
 // encrypts; compressing the bundles (the largest single cost on compressible data) runs on worker
 // threads meanwhile, so a sender uses a second core. Jobs resolve independently; the caller keeps
 // the order. Without worker threads (or with `threads: 0`) it compresses inline.
+import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { ErrorCode, NovaCronError } from '../../errors.js';
@@ -23,6 +24,7 @@ export interface Compressed {
 
 interface Reply {
   readonly id: number;
+  readonly digest?: string;
   readonly codec?: CodecId;
   readonly data?: Uint8Array;
   readonly ns?: number;
@@ -37,8 +39,14 @@ interface Slot {
 export class CompressPool {
   private readonly slots: Slot[] = [];
   private readonly jobs = new Map<number, { resolve: (c: Compressed) => void; reject: (e: Error) => void }>();
+  private readonly digests = new Map<
+    number,
+    { resolve: (hex: string) => void; reject: (e: Error) => void }
+  >();
   private nextId = 1;
   private failed: Error | undefined;
+  /** Whole-file hash kept on the main thread when there are no workers. */
+  private inlineHash: Hash | undefined;
 
   /** `threads` workers (default: one less than the cores, at least 1, at most 2). */
   constructor(threads = Math.max(1, Math.min(2, availableParallelism() - 1))) {
@@ -51,6 +59,12 @@ export class CompressPool {
       worker.unref();
       const slot: Slot = { worker, busy: 0 };
       worker.on('message', (r: Reply) => {
+        if (r.digest !== undefined) {
+          const d = this.digests.get(r.id);
+          this.digests.delete(r.id);
+          d?.resolve(r.digest);
+          return;
+        }
         slot.busy--;
         const j = this.jobs.get(r.id);
         if (!j) return;
@@ -86,6 +100,36 @@ export class CompressPool {
     });
   }
 
+  /**
+   * Feeds the running SHA-256 (on the first worker, in call order). `data` is copied, so the caller
+   * may reuse it.
+   */
+  hashUpdate(data: Uint8Array): void {
+    const w = this.slots[0]?.worker;
+    if (!w) {
+      (this.inlineHash ??= createHash('sha256')).update(data);
+      return;
+    }
+    const copy = new Uint8Array(data);
+    w.postMessage({ hash: 'update', data: copy }, [copy.buffer]);
+  }
+
+  /** Hex SHA-256 of everything fed to `hashUpdate` since the last digest. */
+  hashDigest(): Promise<string> {
+    if (this.failed) return Promise.reject(this.failed);
+    const w = this.slots[0]?.worker;
+    if (!w) {
+      const hex = (this.inlineHash ?? createHash('sha256')).digest('hex');
+      this.inlineHash = undefined;
+      return Promise.resolve(hex);
+    }
+    const id = this.nextId++;
+    return new Promise<string>((resolve, reject) => {
+      this.digests.set(id, { resolve, reject });
+      w.postMessage({ hash: 'digest', id });
+    });
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     this.slots.length = 0;
@@ -96,5 +140,7 @@ export class CompressPool {
     this.failed ??= err;
     for (const j of this.jobs.values()) j.reject(this.failed);
     this.jobs.clear();
+    for (const d of this.digests.values()) d.reject(this.failed);
+    this.digests.clear();
   }
 }
