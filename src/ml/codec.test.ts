@@ -205,6 +205,23 @@ test('int64 and int32 edge values: exact sizes and the same values as reflection
   }
 });
 
+test('short and long strings, ASCII or not, encode as reflection does', () => {
+  const t = type('NodeScore');
+  const scoreCodec = c.codec(c.encodePlacementResponse, c.decodePlacementResponse);
+  for (const id of ['n', 'node-1', 'nœud-1', 'ü', '🚀', 'x'.repeat(24), 'é'.repeat(24), 'x'.repeat(25), '']) {
+    const ours = scoreCodec.serialize({ scores: [{ node_id: id, score: 1, reason: id }] });
+    const back = type('PlacementResponse').decode(ours) as unknown as { scores: { node_id: string }[] };
+    assert.equal(back.scores[0]!.node_id, id, JSON.stringify(id));
+    assert.deepEqual(
+      scoreCodec.deserialize(ours).scores[0],
+      t.toObject(t.fromObject({ node_id: id, score: 1, reason: id }), TO_OBJECT),
+    );
+  }
+  // A lone surrogate is not valid UTF-16: it becomes U+FFFD, and the message still has the right size.
+  const lone = scoreCodec.deserialize(scoreCodec.serialize({ selected_node_id: '\ud800' }));
+  assert.equal(lone.selected_node_id, '\ufffd');
+});
+
 test('truncated bytes throw (grpc-js turns that into a failed call), they do not yield a half message', () => {
   const bytes = plReq.serialize({ task_id: 't', available_nodes: [node(0)] });
   assert.throws(() => plReq.deserialize(bytes.subarray(0, bytes.length - 3)));

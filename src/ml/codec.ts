@@ -45,6 +45,13 @@ export interface Writer {
   ldelim(): Writer;
 }
 
+/** Strings up to this length are measured and copied in JS when ASCII (node ids, versions). */
+const SHORT = 24;
+function isAscii(v: string): boolean {
+  for (let i = 0; i < v.length; i++) if (v.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
 /** Bytes of a non-negative integer as a varint (exact for every safe integer, like Emit.varint). */
 function varintSize(v: number): number {
   if (v < 0x80) return 1;
@@ -86,7 +93,7 @@ class Measure implements Writer {
     return this;
   }
   string(v: string): Writer {
-    const n = Buffer.byteLength(v, 'utf8');
+    const n = v.length <= SHORT && isAscii(v) ? v.length : Buffer.byteLength(v, 'utf8');
     this.lengths.push(n);
     this.len += varintSize(n) + n;
     return this;
@@ -157,7 +164,11 @@ class Emit implements Writer {
   string(v: string): Writer {
     const n = this.lengths[this.next++]!;
     this.varint(n);
-    if (n > 0) this.pos += this.buf.write(v, this.pos, n, 'utf8');
+    if (n === v.length && n <= SHORT) {
+      // ASCII (as many bytes as UTF-16 units): copy in JS, cheaper than a native call for short strings.
+      const b = this.buf;
+      for (let i = 0; i < n; i++) b[this.pos++] = v.charCodeAt(i);
+    } else if (n > 0) this.pos += this.buf.write(v, this.pos, n, 'utf8');
     return this;
   }
   fork(): Writer {
