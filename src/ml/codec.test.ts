@@ -170,6 +170,12 @@ test('NaN is sent (so the client can reject it), unpacked repeated doubles and u
   w.uint32((3 << 3) | 1).double(8);
   w.uint32((99 << 3) | 2).string('from a newer peer');
   w.uint32((100 << 3) | 0).uint32(5);
+  w.uint32((101 << 3) | 5).fixed32(9); // unknown fixed32
+  w.uint32((102 << 3) | 1).fixed64(9); // unknown fixed64
+  w.uint32((103 << 3) | 3)
+    .uint32((1 << 3) | 0)
+    .uint32(1)
+    .uint32((103 << 3) | 4); // unknown group
   w.uint32((5 << 3) | 2).string('fcc_1s');
   const m = bwReq.deserialize(Buffer.from(w.finish()));
   assert.deepEqual(m.historical_bandwidth, [7, 8]);
@@ -224,7 +230,11 @@ test('short and long strings, ASCII or not, encode as reflection does', () => {
 
 test('truncated bytes throw (grpc-js turns that into a failed call), they do not yield a half message', () => {
   const bytes = plReq.serialize({ task_id: 't', available_nodes: [node(0)] });
-  assert.throws(() => plReq.deserialize(bytes.subarray(0, bytes.length - 3)));
+  // Bytes 0-2 are task_id (a cut there is a shorter valid message); every cut inside the node throws.
+  for (let cut = 4; cut < bytes.length; cut++) {
+    assert.throws(() => plReq.deserialize(bytes.subarray(0, cut)), RangeError, `cut at ${cut}`);
+  }
+  assert.throws(() => bwReq.deserialize(Buffer.from([(9 << 3) | 7])), /invalid wire type 7/);
 });
 
 test('property: random placement requests agree with reflection both ways', () => {

@@ -1,13 +1,12 @@
 // Hand-written protobuf encoders and decoders for novacron.ml.v1 (proto/novacron/ml/v1/ml_service.proto),
-// on protobufjs's Reader/Writer: what `pbjs -t static` would generate, without proto-loader's
-// reflection on every call. grpc-js takes them as the serialize/deserialize functions of each method.
+// with a small reader and writer of their own: what `pbjs -t static` would generate, without
+// proto-loader's reflection on every call. grpc-js takes them as the serialize/deserialize functions of each method.
 //
 // Encoders accept partial objects (a missing field is its proto3 default) and omit default values;
 // decoders return every field, with defaults for absent ones (what proto-loader gives with
 // keepCase, longs: Number, defaults, arrays), a missing sub-message as null, and skip unknown
 // fields, so peers with a newer contract still interoperate. codec.test.ts checks every message
 // against protobufjs's reflection of the .proto, both ways.
-import protobuf from 'protobufjs/minimal.js';
 import type {
   WireBandwidthRequest,
   WireBandwidthResponse,
@@ -23,8 +22,93 @@ import type {
   WireVmFeatures,
 } from './proto.js';
 
-type Reader = protobuf.Reader;
-const { Reader: ReaderImpl } = protobuf;
+/** Reads protobuf wire data from one buffer; every read checks bounds and throws RangeError past the end. */
+export class Reader {
+  pos = 0;
+  readonly len: number;
+  constructor(readonly buf: Buffer) {
+    this.len = buf.length;
+  }
+  private byte(): number {
+    if (this.pos >= this.len) throw new RangeError(`protobuf: read past the end (${this.len} bytes)`);
+    return this.buf[this.pos++]!;
+  }
+  /** A varint's low 32 bits, unsigned (tags, lengths, uint32). */
+  uint32(): number {
+    let b = this.byte();
+    if (b < 0x80) return b;
+    let v = b & 0x7f;
+    let shift = 7;
+    do {
+      b = this.byte();
+      if (shift < 32) v |= (b & 0x7f) << shift;
+      shift += 7;
+      if (shift > 70) throw new RangeError('protobuf: varint longer than 10 bytes');
+    } while (b >= 0x80);
+    return v >>> 0;
+  }
+  int32(): number {
+    return this.uint32() | 0;
+  }
+  /** int64 as a number (exact up to 2^53; the ML contract's int64 fields are times). */
+  int64(): number {
+    let v = 0n;
+    let shift = 0n;
+    let b: number;
+    do {
+      b = this.byte();
+      v |= BigInt(b & 0x7f) << shift;
+      shift += 7n;
+      if (shift > 70n) throw new RangeError('protobuf: varint longer than 10 bytes');
+    } while (b >= 0x80);
+    return Number(BigInt.asIntN(64, v));
+  }
+  double(): number {
+    if (this.pos + 8 > this.len) throw new RangeError(`protobuf: read past the end (${this.len} bytes)`);
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  bool(): boolean {
+    return this.uint32() !== 0;
+  }
+  string(): string {
+    const n = this.uint32();
+    const end = this.pos + n;
+    if (end > this.len) throw new RangeError(`protobuf: string past the end (${this.len} bytes)`);
+    const v = this.buf.toString('utf8', this.pos, end);
+    this.pos = end;
+    return v;
+  }
+  /** Skips one field's value of the given wire type (unknown fields). */
+  skipType(wire: number): void {
+    switch (wire) {
+      case 0:
+        this.uint32();
+        return;
+      case 1:
+        this.skip(8);
+        return;
+      case 2:
+        this.skip(this.uint32());
+        return;
+      case 3: {
+        let t: number;
+        while ((t = this.uint32() & 7) !== 4) this.skipType(t);
+        return;
+      }
+      case 5:
+        this.skip(4);
+        return;
+      default:
+        throw new RangeError(`protobuf: invalid wire type ${wire} at offset ${this.pos}`);
+    }
+  }
+  private skip(n: number): void {
+    if (this.pos + n > this.len) throw new RangeError(`protobuf: read past the end (${this.len} bytes)`);
+    this.pos += n;
+  }
+}
 
 /**
  * The writer the encoders write to. An encoder runs twice: once on a Measure, which adds up the
@@ -228,8 +312,7 @@ function readDoubles(r: Reader, t: number, out: number[]): void {
   } else out.push(r.double());
 }
 function int64(r: Reader): number {
-  const v = r.int64() as unknown as number | { toNumber(): number };
-  return typeof v === 'number' ? v : v.toNumber();
+  return r.int64();
 }
 /** End position of a sub-message starting at the reader's position (after its tag). */
 const sub = (r: Reader) => r.uint32() + r.pos;
@@ -707,7 +790,7 @@ export function codec<In, Out>(
   return {
     serialize: (value: In) => encodeToBuffer(value, enc),
     deserialize: (bytes: Buffer) => {
-      const r = ReaderImpl.create(bytes);
+      const r = new Reader(bytes);
       return dec(r, r.len);
     },
   };
