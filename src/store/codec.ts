@@ -69,6 +69,8 @@ export interface RepoContext {
   readonly inTransaction: boolean;
   /** Runs `fn` in a transaction: the current one when bound to a transaction, else a new one. */
   atomically<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T>;
+  /** SQL texts of the hot statements, compiled once per store (see cached-query.ts). */
+  readonly statements?: Map<string, string>;
 }
 
 /** Maps driver errors: unique violations become ConflictError (message from `onUnique`),

@@ -157,6 +157,8 @@ export class Store implements StoreTx {
   readonly #now: () => Date;
   readonly #healthTimeoutMs: number;
   #probe: Promise<ComponentHealth> | undefined;
+  /** SQL texts of hot statements, compiled once (codec.ts cachedQuery). */
+  readonly #statements = new Map<string, string>();
   #schemaVersion = 0;
   #closed = false;
 
@@ -191,6 +193,7 @@ export class Store implements StoreTx {
       kind: this.#opened.kind,
       now: this.#now,
       target: this.#opened.target,
+      statements: this.#statements,
       inTransaction,
       atomically: inTransaction ? (fn) => fn(db) : (fn) => this.#opened.db.transaction().execute(fn),
     };

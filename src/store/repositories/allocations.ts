@@ -3,6 +3,7 @@
 import { sql } from 'kysely';
 import type { Kysely, Selectable } from 'kysely';
 import { guard, type RepoContext } from '../codec.js';
+import { cachedQuery } from '../cached-query.js';
 import type {
   AllocationRecord,
   AllocationRequest,
@@ -101,7 +102,14 @@ export class AllocationRepository {
       };
       await guard(
         this.#ctx,
-        () => db.insertInto('allocations').values(row).execute(),
+        () =>
+          cachedQuery(
+            db,
+            this.#ctx,
+            'allocations.insert',
+            () => db.insertInto('allocations').values(row),
+            Object.values(row),
+          ),
         () => `vm ${req.vmId} already holds an allocation on node ${req.nodeId}`,
       );
       return { ok: true, allocation: toRecord(row) };
@@ -119,13 +127,20 @@ export class AllocationRepository {
 
 /** A node's totals: one row of node_allocated (kept by triggers, see schema-migrations.ts v3). */
 async function usageOn(db: Kysely<Database>, ctx: RepoContext, nodeId: string): Promise<NodeUsage> {
-  const r = await guard(ctx, () =>
-    db
-      .selectFrom('node_allocated')
-      .where('node_id', '=', nodeId)
-      .select(['cpus', 'memory_mib', 'disk_mib', 'allocations'])
-      .executeTakeFirst(),
+  const result = await guard(ctx, () =>
+    cachedQuery(
+      db,
+      ctx,
+      'node_allocated.usage',
+      () =>
+        db
+          .selectFrom('node_allocated')
+          .where('node_id', '=', nodeId)
+          .select(['cpus', 'memory_mib', 'disk_mib', 'allocations']),
+      [nodeId],
+    ),
   );
+  const r = result.rows[0];
   if (r === undefined) return { cpus: 0, memoryMib: 0, diskMib: 0, allocations: 0 };
   return {
     cpus: Number(r.cpus),

@@ -2,6 +2,7 @@
 // transaction as the change it records (store.transaction), so the log never disagrees with it.
 import type { Kysely, Selectable } from 'kysely';
 import { clampLimit, fromJsonObject, guard, toJson, type RepoContext } from '../codec.js';
+import { cachedQuery } from '../cached-query.js';
 import type { Database, EventFilters, EventRecord, EventsTable, NewEvent } from '../types.js';
 
 function toRecord(r: Selectable<EventsTable>): EventRecord {
@@ -47,21 +48,26 @@ export class EventRepository {
   async appendMany(events: readonly NewEvent[]): Promise<void> {
     if (events.length === 0) return;
     const at = this.#ctx.now().toISOString();
-    await guard(this.#ctx, () =>
-      this.#db
-        .insertInto('events')
-        .values(
-          events.map((e) => ({
-            at: e.at ?? at,
-            type: e.type,
-            resource_type: e.resourceType,
-            resource_id: e.resourceId,
-            node_id: e.nodeId ?? null,
-            data: toJson(e.data ?? {}),
-          })),
-        )
-        .execute(),
-    );
+    const rows = events.map((e) => ({
+      at: e.at ?? at,
+      type: e.type,
+      resource_type: e.resourceType,
+      resource_id: e.resourceId,
+      node_id: e.nodeId ?? null,
+      data: toJson(e.data ?? {}),
+    }));
+    const insert = () => this.#db.insertInto('events').values(rows);
+    await guard(this.#ctx, async () => {
+      await (rows.length <= 8
+        ? cachedQuery(
+            this.#db,
+            this.#ctx,
+            `events.insert:${rows.length}`,
+            insert,
+            rows.flatMap((r) => Object.values(r)),
+          )
+        : insert().execute());
+    });
   }
 
   /** Events in sequence order (oldest first), at most `limit` (default 100, max 1000); resume a

@@ -13,6 +13,7 @@ import {
   toJson,
   type RepoContext,
 } from '../codec.js';
+import { cachedQuery } from '../cached-query.js';
 import type {
   Database,
   ListOptions,
@@ -70,7 +71,14 @@ export class VmRepository {
     };
     await guard(
       this.#ctx,
-      () => this.#db.insertInto('vms').values(row).execute(),
+      () =>
+        cachedQuery(
+          this.#db,
+          this.#ctx,
+          'vms.insert',
+          () => this.#db.insertInto('vms').values(row),
+          Object.values(row),
+        ),
       () => `vm already exists: ${vm.name}`,
     );
     return toRecord(row);
