@@ -9,12 +9,8 @@ import { measureLatency } from './latency.js';
 import type { LoadgenCall } from './loadgen.js';
 import { judgeLifetimeHints } from './placement-sim.js';
 import { loadTraceDir } from '../../src/ml/eval/traces.js';
-import {
-  bootstrapMaeRatio,
-  crossValidateBandwidth,
-  crossValidatedSeriesErrors,
-  evaluateBandwidthModel,
-} from '../../src/ml/eval/bandwidth-eval.js';
+// A namespace import: bench/ml/ab.sh runs this file in older checkouts that lack newer exports.
+import * as bwEval from '../../src/ml/eval/bandwidth-eval.js';
 import { loadAzureSplit, parseFlavorMap } from '../../src/ml/eval/azure.js';
 import { evaluateLifetime, lifetimeExamples } from '../../src/ml/eval/lifetime-eval.js';
 import { DEFAULT_MODELS_DIR, scanModelsDir } from '../../src/ml/models/model-file.js';
@@ -113,11 +109,11 @@ if (parts.has('eval')) {
     '## Bandwidth: 5-fold cross-validation by series (train on 4 folds of the same data set, test on the 5th)',
   );
   const datasets = BW.map((d) => loadTraceDir(d));
-  const cv = datasets.map((d) => crossValidateBandwidth(d, 5));
+  const cv = datasets.map((d) => bwEval.crossValidateBandwidth(d, 5));
   console.log(renderBandwidthTable(cv));
   console.log('## Bandwidth: the shipped model (trained on all of these data sets: in-sample)');
   const shipped = scanModelsDir(DEFAULT_MODELS_DIR);
-  const insample = datasets.map((d) => evaluateBandwidthModel(d, shipped.bandwidth!.file.params));
+  const insample = datasets.map((d) => bwEval.evaluateBandwidthModel(d, shipped.bandwidth!.file.params));
   console.log(renderBandwidthTable(insample));
 
   console.log(
@@ -196,11 +192,11 @@ if (parts.has('eval') || parts.has('bootstrap')) {
   for (const dir of BW) {
     const d = loadTraceDir(dir);
     // The best baseline of the pooled CV figures (by MAE) is the one to beat.
-    const cvr = crossValidateBandwidth(d, 5).report;
+    const cvr = bwEval.crossValidateBandwidth(d, 5).report;
     const best = (['last', 'harmonic', 'ewma'] as const).reduce((a, b) =>
       cvr.baselines[b].mae < cvr.baselines[a].mae ? b : a,
     );
-    const b = bootstrapMaeRatio(crossValidatedSeriesErrors(d, best, 5), 2000, 1);
+    const b = bwEval.bootstrapMaeRatio(bwEval.crossValidatedSeriesErrors(d, best, 5), 2000, 1);
     bootstrap.push({
       dataset: d.name,
       baseline: best,
