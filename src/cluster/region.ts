@@ -64,6 +64,8 @@ export class RegionLeader {
   readonly #downSince = new Map<string, number>();
   /** Last re-assignment per VM (rate limit of fenced HA VMs put back to their node). */
   readonly #reassignedAt = new Map<string, number>();
+  /** Pending markers seen without a VM row in the last pass. */
+  #unknownMarkers = new Set<string>();
 
   constructor(options: RegionLeaderOptions) {
     this.#o = options;
@@ -143,7 +145,7 @@ export class RegionLeader {
       });
       await audit(tx, u, vm.state, { reason });
     }
-    await tx.allocations.release(vm.id);
+    if (from !== null) await tx.allocations.release(vm.id);
     const r = await tx.allocations.reserve(
       { vmId: vm.id, nodeId: target, cpus: res.cpus, memoryMib: res.memoryMib, diskMib: 0 },
       capacityOf(info),
@@ -187,6 +189,7 @@ export class RegionLeader {
     // Draining nodes take no new VMs (the scheduler skips them); the node itself hands its VMs back.
     const draining = new Set([...liveInfo.values()].filter((n) => n.draining === true).map((n) => n.id));
     const plan = planRegion({ rows, live, dueDown, assignments, draining });
+    const tPlan = performance.now();
 
     const ready = [...liveInfo.values()];
     const usage = new Map<string, NodeUsage>();
@@ -221,33 +224,10 @@ export class RegionLeader {
       decisions.push({ vm, spec, res, target: outcome.nodeId, info, from, reason });
       snapshot = withAllocation(snapshot, outcome.nodeId, res);
     }
-    const committed: Decision[] = [];
-    for (let i = 0; i < decisions.length && this.#term === term; i += BATCH) {
-      const chunk = decisions.slice(i, i + BATCH);
-      const together = await store
-        .transaction(async (tx) => {
-          for (const d of chunk) await this.#apply(tx, d);
-        })
-        .then(
-          () => true,
-          () => false,
-        );
-      if (together) {
-        committed.push(...chunk);
-        continue;
-      }
-      for (const d of chunk) {
-        try {
-          await store.transaction((tx) => this.#apply(tx, d));
-          committed.push(d);
-        } catch (err) {
-          // a concurrent change (generation), a deleted row or a full node: seen again next pass
-          this.#o.logger.debug({ vm: d.vm.name, err: (err as Error).message }, 'leader: placement skipped');
-        }
-      }
-    }
+    const tDecide = performance.now();
     let deposed = false;
-    await inParallel(committed, ETCD_PARALLEL, async (d) => {
+    // etcd side of one committed placement: the assignment (guarded by the term), then cleanup
+    const announce = async (d: Decision): Promise<void> => {
       if (deposed || this.#term !== term) return;
       const { vm, from, target, reason } = d;
       try {
@@ -276,7 +256,34 @@ export class RegionLeader {
         );
         this.#o.publish?.('cluster.rescheduled', { id: vm.id, name: vm.name, from, to: target, reason });
       }
-    });
+    };
+    // chunks commit one after the other; each chunk's assignments go out while the next commits
+    const announcing: Promise<void>[] = [];
+    for (let i = 0; i < decisions.length && this.#term === term && !deposed; i += BATCH) {
+      const chunk = decisions.slice(i, i + BATCH);
+      const together = await store
+        .transaction(async (tx) => {
+          for (const d of chunk) await this.#apply(tx, d);
+        })
+        .then(
+          () => true,
+          () => false,
+        );
+      const committed: Decision[] = together ? chunk : [];
+      if (!together)
+        for (const d of chunk) {
+          try {
+            await store.transaction((tx) => this.#apply(tx, d));
+            committed.push(d);
+          } catch (err) {
+            // a concurrent change (generation), a deleted row or a full node: seen again next pass
+            this.#o.logger.debug({ vm: d.vm.name, err: (err as Error).message }, 'leader: placement skipped');
+          }
+        }
+      announcing.push(inParallel(committed, ETCD_PARALLEL, announce));
+    }
+    const tDb = performance.now();
+    await Promise.all(announcing);
 
     for (const vm of plan.assign) {
       if (this.#term !== term || vm.node === null) break;
@@ -295,23 +302,41 @@ export class RegionLeader {
       if (this.#term !== term) break;
       await removeAssignment(conn, this.#o.region, term, a.node, a.vm).catch(() => undefined);
     }
-    // pending markers of creates already placed (or deleted) by an earlier pass or leader
-    const pendingIds = new Set(plan.place.map((v) => v.id));
-    const markers = await conn.kv.getAll().prefix(Keys.pendingPrefix).keys();
-    for (const k of markers) {
-      const id = relativeKey(conn, k).slice(Keys.pendingPrefix.length);
-      if (!pendingIds.has(id))
-        await conn.kv
-          .delete()
-          .key(Keys.pending(id))
-          .catch(() => undefined);
-    }
+    // Pending markers whose VM is placed, or whose row was already missing in the previous pass
+    // (deleted while pending); a marker of a create newer than this pass's read is kept.
+    const rowById = new Map(rows.map((r) => [r.id, r]));
+    const markers = (await conn.kv.getAll().prefix(Keys.pendingPrefix).keys()).map((k) =>
+      relativeKey(conn, k).slice(Keys.pendingPrefix.length),
+    );
+    const stale = markers.filter((id) => {
+      const r = rowById.get(id);
+      return r === undefined ? this.#unknownMarkers.has(id) : r.node !== null;
+    });
+    this.#unknownMarkers = new Set(markers.filter((id) => !rowById.has(id)));
+    await inParallel(stale, ETCD_PARALLEL, async (id) => {
+      await conn.kv
+        .delete()
+        .key(Keys.pending(id))
+        .catch(() => undefined);
+    });
+    if (placed + moved > 0)
+      this.#o.logger.info(
+        {
+          placed,
+          moved,
+          readMs: Math.round(tPlan - now),
+          decideMs: Math.round(tDecide - tPlan),
+          dbMs: Math.round(tDb - tDecide),
+          etcdMs: Math.round(performance.now() - tDb),
+        },
+        `leader pass: placed ${placed}, moved ${moved}`,
+      );
     return { placed, moved, assigned, unplaceable };
   }
 }
 
-/** Placements committed together in one transaction. */
-const BATCH = 128;
+/** Placements committed together in one transaction (small enough that nodes start early). */
+const BATCH = 32;
 /** Assignment writes in flight at once. */
 const ETCD_PARALLEL = 16;
 
