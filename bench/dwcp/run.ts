@@ -379,7 +379,7 @@ async function main(): Promise<void> {
       quick
         ? 'quick.json'
         : onlyData || onlyMethods || onlyCc
-          ? 'scratch.json'
+          ? 'scratch.json.tmp'
           : wanOnly
             ? 'wan-100m.json'
             : 'latest.json',
