@@ -302,6 +302,7 @@ test('a missing file is a clear error', async () => {
 test('redactSecrets hides non-empty secrets only; secretPaths lists them', async () => {
   assert.deepEqual(secretPaths().sort(), [
     'cache.password',
+    'cluster.etcd.password',
     'cluster.join_token',
     'database.password',
     'security.jwt_secret',

@@ -370,6 +370,19 @@ export const ConfigSchema = Type.Object(
               600,
             ),
             prefix: Str('/novacron', 'Key prefix for this region'),
+            tls: Section(
+              {
+                ca_file: Str(
+                  '',
+                  'CA certificate (PEM) that signed the etcd server certificates; required with https:// endpoints',
+                ),
+                cert_file: Str('', 'Client certificate (PEM) for mutual TLS; empty: no client certificate'),
+                key_file: Str('', 'Private key (PEM) of cert_file; set together with it'),
+              },
+              'TLS to etcd: only with https:// endpoints (all of them)',
+            ),
+            username: Str('', 'etcd user (etcd auth enabled); empty: no password auth'),
+            password: Secret('Password of cluster.etcd.username'),
           },
           'etcd connection (cluster.mode: etcd)',
         ),
