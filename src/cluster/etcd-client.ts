@@ -11,8 +11,10 @@ export interface EtcdConnectOptions {
   readonly prefix: string;
   /** Deadline of each unary call in ms (default 2000). Streams (watch, keepalive) get their own. */
   readonly callTimeoutMs?: number;
-  /** PEM material for TLS endpoints. */
+  /** PEM material for TLS endpoints: the CA that signed etcd's certificates, and a client certificate for mutual TLS. */
   readonly tls?: { readonly ca: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  /** etcd password authentication (etcd's own users); the token is fetched and renewed by the client. */
+  readonly auth?: { readonly username: string; readonly password: string };
 }
 
 /** An etcd connection scoped to one region prefix. `kv` reads and writes keys relative to the prefix. */
@@ -46,6 +48,7 @@ export function connectEtcd(opts: EtcdConnectOptions): EtcdConnection {
           },
         }
       : {}),
+    ...(opts.auth ? { auth: { username: opts.auth.username, password: opts.auth.password } } : {}),
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: {
       host: () =>

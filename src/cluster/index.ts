@@ -1,6 +1,14 @@
 // Public barrel of cluster mode (etcd): session and fencing, membership, election, assignments, status.
 export { connectEtcd } from './etcd-client.js';
 export type { EtcdConnection, EtcdConnectOptions } from './etcd-client.js';
+export {
+  diagnoseEtcd,
+  endpointScheme,
+  etcdFailureCause,
+  loadEtcdSecurity,
+  planEtcdSecurity,
+} from './etcd-security.js';
+export type { EtcdConfig, EtcdSecurityPlan } from './etcd-security.js';
 export { Session } from './session.js';
 export type { FenceEvent, SessionOptions, SessionState } from './session.js';
 export { defaultMarginMs, fenceDeadline } from './fencing.js';

@@ -170,6 +170,8 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         Election,
         Session,
         connectEtcd,
+        loadEtcdSecurity,
+        diagnoseEtcd,
         buildClusterView,
         listKnownNodes,
         AssignmentAgent,
@@ -180,7 +182,10 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
       const nodeId = ctx.config.system.node_id;
       const region = ctx.config.system.cluster_id;
       const endpoints = cfg.etcd.endpoints;
-      const c = connectEtcd({ endpoints, prefix: cfg.etcd.prefix });
+      // TLS and auth keys checked against the endpoints and the PEM files read before any connection
+      const security = await loadEtcdSecurity(cfg.etcd);
+      const connectOptions = { endpoints, prefix: cfg.etcd.prefix, ...security };
+      const c = connectEtcd(connectOptions);
       conn = c;
       let s: Session;
       try {
@@ -190,14 +195,13 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         leaders = await LeaderWatch.start(c, region);
       } catch (err) {
         await release();
-        throw new UnavailableError(
-          `cannot reach etcd at ${endpoints.join(', ')}: ${(err as Error).message}`,
-          {
-            key: 'cluster.etcd.endpoints',
-            hint: 'start etcd or set cluster.etcd.endpoints (env NOVACRON_CLUSTER_ETCD_ENDPOINTS), or use cluster.mode single',
-            cause: err,
-          },
-        );
+        // which endpoint failed and why (TLS, credentials, refused), each tried alone
+        const detail = await diagnoseEtcd(connectOptions, err);
+        throw new UnavailableError(`etcd unavailable: ${detail}`, {
+          key: 'cluster.etcd.endpoints',
+          hint: 'start etcd or fix cluster.etcd.endpoints (env NOVACRON_CLUSTER__ETCD__ENDPOINTS), cluster.etcd.tls.* or cluster.etcd.username/password; or use cluster.mode single',
+          cause: err,
+        });
       }
       if (ctx.signal.aborted) {
         await release();

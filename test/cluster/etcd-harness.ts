@@ -1,10 +1,88 @@
-// Test harness: a private 1- or 3-member etcd cluster on free loopback ports in temp dirs, with kill/restart per member.
+// Test harness: a private 1- or 3-member etcd cluster on free loopback ports in temp dirs, with kill/restart per
+// member; optionally serving clients over TLS (https, with or without client certificates), and a throwaway PKI.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateCertificates } from '../../src/security/tls.js';
 import { freePort } from '../helpers/ports.js';
+
+/** Client TLS of the etcd members: server certificate and key, and the CA client certificates must chain to. */
+export interface EtcdServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+  /** `--client-cert-auth`: clients must present a certificate signed by `caFile` (mutual TLS). */
+  readonly clientCertAuth: boolean;
+}
+
+export interface EtcdStartOptions {
+  /** Serve clients on https:// with this material (peers stay on plain http, loopback only). */
+  readonly tls?: EtcdServerTls;
+}
+
+/** PEM files of a throwaway PKI written into `dir`. */
+export interface TestPki {
+  /** CA that signed the server and client certificates. */
+  readonly caFile: string;
+  /** Server certificate for localhost / 127.0.0.1 / ::1 and its key. */
+  readonly serverCertFile: string;
+  readonly serverKeyFile: string;
+  /** Client certificate (CN `clientCn`, extKeyUsage clientAuth) and its key. */
+  readonly clientCertFile: string;
+  readonly clientKeyFile: string;
+  /** Another CA, unrelated to the one above (for "wrong CA" cases). */
+  readonly otherCaFile: string;
+}
+
+/**
+ * Makes a CA and a server certificate with the node's own generator (src/security/tls.ts), plus a
+ * client certificate signed by that CA and an unrelated second CA (node-forge), all as PEM files.
+ */
+export async function makeTestPki(dir: string, clientCn = 'novacron-node'): Promise<TestPki> {
+  const names = { dns: ['localhost'], ips: ['127.0.0.1', '::1'] };
+  const now = new Date();
+  const main = await generateCertificates(names, now, null);
+  const other = await generateCertificates(names, now, null);
+  const { default: forge } = await import('node-forge');
+  const pki = forge.pki;
+  const pair = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  });
+  const caCert = pki.certificateFromPem(main.caCert);
+  const cert = pki.createCertificate();
+  cert.publicKey = pki.publicKeyFromPem(pair.publicKey);
+  cert.serialNumber = '01' + randomBytes(15).toString('hex');
+  cert.validity.notBefore = new Date(now.getTime() - 60_000);
+  cert.validity.notAfter = new Date(now.getTime() + 86400_000);
+  cert.setSubject([{ name: 'commonName', value: clientCn }]);
+  cert.setIssuer(caCert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', clientAuth: true },
+  ]);
+  cert.sign(pki.privateKeyFromPem(main.caKey), forge.md.sha256.create());
+  const files: TestPki = {
+    caFile: join(dir, 'ca.crt'),
+    serverCertFile: join(dir, 'server.crt'),
+    serverKeyFile: join(dir, 'server.key'),
+    clientCertFile: join(dir, 'client.crt'),
+    clientKeyFile: join(dir, 'client.key'),
+    otherCaFile: join(dir, 'other-ca.crt'),
+  };
+  writeFileSync(files.caFile, main.caCert);
+  writeFileSync(files.serverCertFile, main.cert);
+  writeFileSync(files.serverKeyFile, main.key, { mode: 0o600 });
+  writeFileSync(files.clientCertFile, pki.certificateToPem(cert));
+  writeFileSync(files.clientKeyFile, pair.privateKey, { mode: 0o600 });
+  writeFileSync(files.otherCaFile, other.caCert);
+  return files;
+}
 
 export interface EtcdMember {
   readonly name: string;
@@ -33,9 +111,11 @@ export class EtcdCluster {
     private readonly root: string,
     private readonly initialCluster: string,
     private readonly token: string,
+    private readonly tls: EtcdServerTls | undefined,
   ) {}
 
-  static async start(size: 1 | 3): Promise<EtcdCluster> {
+  static async start(size: 1 | 3, options: EtcdStartOptions = {}): Promise<EtcdCluster> {
+    const scheme = options.tls ? 'https' : 'http';
     const root = mkdtempSync(join(tmpdir(), 'novacron-etcd-'));
     const token = `novacron-test-${process.pid}-${Date.now()}`;
     const members: EtcdMember[] = [];
@@ -43,14 +123,14 @@ export class EtcdCluster {
       const name = `m${i}-${process.pid}`;
       members.push({
         name,
-        clientUrl: `http://127.0.0.1:${await freePort()}`,
+        clientUrl: `${scheme}://127.0.0.1:${await freePort()}`,
         peerUrl: `http://127.0.0.1:${await freePort()}`,
         dataDir: join(root, name),
         proc: undefined,
       });
     }
     const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
-    const c = new EtcdCluster(members, root, initialCluster, token);
+    const c = new EtcdCluster(members, root, initialCluster, token, options.tls);
     // if the test process exits without stop() (timeout, crash), still kill the members and remove the dirs
     process.once('exit', c.onExit);
     try {
@@ -115,6 +195,14 @@ export class EtcdCluster {
       '--logger=zap',
       '--log-outputs=stderr',
       '--enable-v2=false',
+      ...(this.tls
+        ? [
+            `--cert-file=${this.tls.certFile}`,
+            `--key-file=${this.tls.keyFile}`,
+            `--trusted-ca-file=${this.tls.caFile}`,
+            `--client-cert-auth=${String(this.tls.clientCertAuth)}`,
+          ]
+        : []),
     ];
     const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     m.proc = proc;
