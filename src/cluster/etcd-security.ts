@@ -153,7 +153,7 @@ export function etcdFailureCause(err: unknown): string {
   if (/authentication is not enabled/i.test(t))
     return 'cluster.etcd.username is set but authentication is not enabled in etcd';
   if (/permission denied/i.test(t))
-    return `permission denied: the etcd user lacks read/write on the region prefix (${d})`;
+    return `permission denied: the etcd user (cluster.etcd.username, or the client certificate's CN when no username is set) lacks read/write on the region prefix (${d})`;
   if (
     /alert (bad certificate|certificate required|unknown ca|certificate unknown)|alert number (42|46|48|116)\b/i.test(
       t,

@@ -21,6 +21,8 @@ export interface EtcdServerTls {
 export interface EtcdStartOptions {
   /** Serve clients on https:// with this material (peers stay on plain http, loopback only). */
   readonly tls?: EtcdServerTls;
+  /** More etcd flags (e.g. `--auth-token-ttl=2`). */
+  readonly extraArgs?: readonly string[];
 }
 
 /** PEM files of a throwaway PKI written into `dir`. */
@@ -112,6 +114,7 @@ export class EtcdCluster {
     private readonly initialCluster: string,
     private readonly token: string,
     private readonly tls: EtcdServerTls | undefined,
+    private readonly extraArgs: readonly string[] = [],
   ) {}
 
   static async start(size: 1 | 3, options: EtcdStartOptions = {}): Promise<EtcdCluster> {
@@ -130,7 +133,7 @@ export class EtcdCluster {
       });
     }
     const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
-    const c = new EtcdCluster(members, root, initialCluster, token, options.tls);
+    const c = new EtcdCluster(members, root, initialCluster, token, options.tls, options.extraArgs);
     // if the test process exits without stop() (timeout, crash), still kill the members and remove the dirs
     process.once('exit', c.onExit);
     try {
@@ -203,6 +206,7 @@ export class EtcdCluster {
             `--client-cert-auth=${String(this.tls.clientCertAuth)}`,
           ]
         : []),
+      ...this.extraArgs,
     ];
     const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     m.proc = proc;

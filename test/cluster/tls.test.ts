@@ -80,6 +80,8 @@ test(
           caFile: pki.caFile,
           clientCertAuth: true,
         },
+        // auth tokens expire after 2 s idle: the client must fetch a new one by itself
+        extraArgs: ['--auth-token-ttl=2'],
       });
       const endpoint = etcd.endpoints[0]!;
       assert.match(endpoint, /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -205,6 +207,11 @@ test(
           driver: 'sim',
         });
         assert.ok(await conn.kv.get('members/n-auth').string());
+        // past the token TTL without a unary call: the lease is still renewed and a write re-authenticates
+        await new Promise((r) => setTimeout(r, 3500));
+        assert.equal(session.state, 'ready');
+        await conn.kv.put('probe').value('after-token-expiry');
+        assert.equal(await conn.kv.get('probe').string(), 'after-token-expiry');
         await m.leave();
         await session.close();
       } finally {
