@@ -17,6 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { LoadgenCall, LoadgenResult, LoadgenSpec } from './loadgen.js';
 import { workload } from './workload.js';
+import type { WakeProbeResult } from './wake-probe.js';
 
 export { workload };
 
@@ -38,6 +39,10 @@ export interface LatencyRow {
   readonly clientCpuUs?: number;
   readonly serverCpuUs?: number;
   readonly loopDelayP99Ms?: number;
+  /** Same-run machine baseline: wake-up lateness of an idle 1 ms timer process (wake-probe.ts). */
+  readonly machineWakeP99Ms?: number;
+  readonly machineWakeMaxMs?: number;
+  readonly machineWakesOver5Ms?: number;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -85,6 +90,19 @@ function cpuOfPid(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(f[11]) + Number(f[12])) * 1e6) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** Starts the wake-up probe (wake-probe.ts) for `seconds`; resolves with its result. */
+function startWakeProbe(seconds: number): Promise<WakeProbeResult | undefined> {
+  const script = fileURLToPath(new URL('./wake-probe.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(seconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += String(c)));
+  return once(child, 'exit').then(([code]) =>
+    code === 0 && out.trim() ? (JSON.parse(out.trim()) as WakeProbeResult) : undefined,
+  );
 }
 
 /** Runs the load generator in its own process and returns its result line. */
@@ -162,6 +180,9 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
       const label = LABEL[call](nodes, batch) + (call === 'floor' && floors++ > 0 ? ', again' : '');
       o.onProgress?.(`${label} at ${rate}/s for ${seconds} s …`);
       const cpu0 = cpuOfPid(child.pid!);
+      // The machine baseline of this very run: wake-up lateness of an idle process alongside
+      // (started with the generator, it covers the generator's start-up, warm-up and measurement).
+      const wake = startWakeProbe(seconds + (o.warmupSeconds ?? 2) + 1);
       const r = await runLoadgen({
         port,
         call,
@@ -191,6 +212,9 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
         clientCpuUs: r.clientCpuUsPerCall,
         serverCpuUs: serverCpu,
         loopDelayP99Ms: r.loopDelayP99Ms,
+        ...(await wake.then((w) =>
+          w ? { machineWakeP99Ms: w.p99Ms, machineWakeMaxMs: w.maxMs, machineWakesOver5Ms: w.over5Ms } : {},
+        )),
       });
     }
   } finally {

@@ -84,6 +84,10 @@ console.log(
       clientCpuUs: r.clientCpuUs === undefined ? '-' : round(r.clientCpuUs, 0),
       serverCpuUs: r.serverCpuUs === undefined ? '-' : round(r.serverCpuUs, 0),
       sendLagP99Ms: r.sendLagP99Ms === undefined ? '-' : round(r.sendLagP99Ms, 2),
+      idleWakeP99Max:
+        r.machineWakeP99Ms === undefined
+          ? '-'
+          : `${round(r.machineWakeP99Ms, 1)}/${round(r.machineWakeMaxMs!, 0)}`,
     })),
     [
       'call',
@@ -99,6 +103,7 @@ console.log(
       'clientCpuUs',
       'serverCpuUs',
       'sendLagP99Ms',
+      'idleWakeP99Max',
     ],
   ),
 );
