@@ -14,7 +14,10 @@ export interface EtcdServerTls {
   readonly certFile: string;
   readonly keyFile: string;
   readonly caFile: string;
-  /** `--client-cert-auth`: clients must present a certificate signed by `caFile` (mutual TLS). */
+  /**
+   * `--client-cert-auth` and `--trusted-ca-file`: clients must present a certificate signed by
+   * `caFile` (mutual TLS). False: server-verified TLS only (`caFile` is then only what clients trust).
+   */
   readonly clientCertAuth: boolean;
 }
 
@@ -202,8 +205,10 @@ export class EtcdCluster {
         ? [
             `--cert-file=${this.tls.certFile}`,
             `--key-file=${this.tls.keyFile}`,
-            `--trusted-ca-file=${this.tls.caFile}`,
-            `--client-cert-auth=${String(this.tls.clientCertAuth)}`,
+            // etcd requires client certificates whenever --trusted-ca-file is given
+            ...(this.tls.clientCertAuth
+              ? [`--trusted-ca-file=${this.tls.caFile}`, '--client-cert-auth']
+              : []),
           ]
         : []),
       ...this.extraArgs,

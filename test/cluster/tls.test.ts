@@ -1,7 +1,8 @@
 // etcd over TLS and with etcd's own auth, on a real one-member etcd serving https with --client-cert-auth:
 // a real node boots and registers over mutual TLS; a wrong CA, a missing client certificate and a wrong
 // password each fail the boot by themselves with a message naming the endpoint and the cause; the right
-// password works through the same config path (loadEtcdSecurity → connectEtcd).
+// password works through the same config path (loadEtcdSecurity → connectEtcd). A second etcd serves
+// server-verified TLS only: a CA alone is enough.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -223,6 +224,48 @@ test(
     } finally {
       if (node && node.child.exitCode === null) node.child.kill('SIGKILL');
       admin?.close();
+      await etcd?.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'etcd over server-verified TLS only (a CA, no client certificate): session and a write',
+  { skip: !haveEtcd && 'etcd not installed (Debian package etcd-server)', timeout: 120_000 },
+  async () => {
+    const root = mkdtempSync(join(tmpdir(), 'nc-etcd-tls1-'));
+    let etcd: EtcdCluster | undefined;
+    try {
+      const pki = await makeTestPki(root);
+      etcd = await EtcdCluster.start(1, {
+        tls: {
+          certFile: pki.serverCertFile,
+          keyFile: pki.serverKeyFile,
+          caFile: pki.caFile,
+          clientCertAuth: false,
+        },
+      });
+      const cfg: EtcdConfig = {
+        endpoints: etcd.endpoints,
+        prefix: `/tls1-test-${process.pid}`,
+        lease_ttl_seconds: 4,
+        tls: { ca_file: pki.caFile, cert_file: '', key_file: '' },
+        username: '',
+        password: '',
+      };
+      const security = await loadEtcdSecurity(cfg);
+      assert.equal(security.tls?.cert, undefined);
+      const conn = connectEtcd({ endpoints: cfg.endpoints, prefix: cfg.prefix, ...security });
+      try {
+        const session = await Session.open(conn, { ttlSeconds: 4 });
+        await conn.kv.put('probe').value('server-tls');
+        assert.equal(await conn.kv.get('probe').string(), 'server-tls');
+        await session.close();
+      } finally {
+        conn.close();
+      }
+    } finally {
       await etcd?.stop();
       rmSync(root, { recursive: true, force: true });
     }
