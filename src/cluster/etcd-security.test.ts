@@ -134,6 +134,12 @@ test('etcdFailureCause: TLS, credential and connection failures as seen from grp
     ),
     /does not speak TLS/,
   );
+  assert.match(
+    cause(
+      "14 UNAVAILABLE: No connection established. Last error: Error: Hostname/IP does not match certificate's altnames: IP: 10.0.0.9 is not in the cert's list: 127.0.0.1, ::1",
+    ),
+    /^TLS handshake failed: the server certificate does not name this host \(Hostname\/IP does not match/,
+  );
   assert.equal(
     cause('3 INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password'),
     'authentication failed: wrong cluster.etcd.username or cluster.etcd.password',
