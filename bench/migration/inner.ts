@@ -8,8 +8,14 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
 import { openStreamSender } from '../../src/dwcp/stream.js';
-import { MigrationDestination, MigrationSource, runLiveMigration } from '../../src/migration/live.js';
+import {
+  MigrationDestination,
+  MigrationSource,
+  migrationWindowBytes,
+  runLiveMigration,
+} from '../../src/migration/live.js';
 import type { VmHandle, VmSpec } from '../../src/vm/driver.js';
 import { QemuDriver } from '../../src/vm/drivers/qemu/driver.js';
 import type { QmpClient } from '../../src/vm/drivers/qemu/qmp.js';
@@ -23,11 +29,22 @@ const memoryMib = Number(memArg);
 const TOKEN = 'bench-migration-token';
 const MAX_DOWNTIME_MS = 300;
 /** DWCP knobs of the NovaCron variant (env, for tuning runs). */
-const WINDOW_MIB = Number(process.env['BENCH_MIGRATION_WINDOW_MIB'] ?? 2);
+const WINDOW_ENV = process.env['BENCH_MIGRATION_WINDOW_MIB'];
+/**
+ * Round trip of the emulated link. The bench drives the destination's QMP directly; between two
+ * nodes the source learns "loaded" from the destination's AwaitLoaded answer (half a round trip)
+ * and sends Resume (another half) — so the NovaCron variant waits one RTT before resuming, to
+ * count what the node-to-node control costs, and tells QEMU's downtime-limit about it.
+ */
+const RTT_MS = 40;
+/** As a node does (components/migration.ts: at most 2 streams, BBR where the kernel has it). */
+const STREAMS = Number(process.env['BENCH_MIGRATION_STREAMS'] ?? 2);
+const CONTROL_OVERHEAD_MS = RTT_MS + 10;
 const CODEC = {
   codec: (process.env['BENCH_MIGRATION_CODEC'] ?? 'zstd') as 'zstd' | 'lz4',
   level: Number(process.env['BENCH_MIGRATION_LEVEL'] ?? 1),
 };
+const TRACE = process.env['BENCH_MIGRATION_TRACE'] === '1';
 const root = mkdtempSync(join(tmpdir(), 'nc-bench-mig-'));
 const wrapper = join(root, 'qemu-in-b.sh');
 writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${nsB} qemu-system-x86_64 "$@"\n`);
@@ -44,6 +61,8 @@ export interface VariantResult {
   readonly totalMs: number;
   readonly downtimeMs: number | null;
   readonly wireBytes: number;
+  /** NovaCron only: QEMU's stream, DWCP's own count of wire bytes, QEMU-reported downtime, window. */
+  readonly detail?: Readonly<Record<string, number | undefined>>;
   readonly error?: string;
 }
 
@@ -113,15 +132,47 @@ async function novacron(): Promise<VariantResult> {
           host: addrB,
           port,
           security: { token: TOKEN, encrypt: true },
-          streams: 4,
-          windowBytes: WINDOW_MIB * 2 ** 20,
+          streams: STREAMS,
+          // As a node sizes it from the measured round trip (docs/migration.md).
+          windowBytes: WINDOW_ENV ? Number(WINDOW_ENV) * 2 ** 20 : migrationWindowBytes(RTT_MS),
+          congestionControl: 'auto',
           codec: CODEC,
           label: 'bench',
         }),
       maxDowntimeMs: MAX_DOWNTIME_MS,
       convergeTimeoutMs: 600_000,
+      controlOverheadMs: CONTROL_OVERHEAD_MS,
     });
-    const r = await runLiveMigration(source, destination);
+    if (TRACE) {
+      let lastTx = tx0;
+      let lastT = Date.now();
+      let cpu0 = process.cpuUsage();
+      source.on('progress', (p) => {
+        const now = Date.now();
+        const tx = txBytes();
+        const cpu = process.cpuUsage();
+        const cpuPct =
+          ((cpu.user - cpu0.user + cpu.system - cpu0.system) / 1000 / Math.max(1, now - lastT)) * 100;
+        const st = source.streamStats();
+        console.error(
+          `trace ${p.elapsedMs} ms ${p.phase}/${p.status} qemu ${(p.transferredBytes / 2 ** 20).toFixed(1)} MiB ` +
+            `rem ${(p.remainingBytes / 2 ** 20).toFixed(1)} MiB ${p.mbps.toFixed(0)} Mbit/s dirty ${p.dirtyPagesRate} ` +
+            `sync ${p.dirtySyncCount} exp ${p.expectedDowntimeMs} ms | wire ${(p.wireBytes / 2 ** 20).toFixed(1)} MiB ` +
+            `link ${(((tx - lastTx) * 8) / 1e3 / Math.max(1, now - lastT)).toFixed(1)} Mbit/s unacked ${(st.unackedBytes / 2 ** 10).toFixed(0)} KiB ` +
+            `stream ${(st.streamBytes / 2 ** 20).toFixed(1)} MiB cpu ${cpuPct.toFixed(0)}%`,
+        );
+        lastTx = tx;
+        lastT = now;
+        cpu0 = cpu;
+      });
+    }
+    const control = {
+      loaded: destination.loaded,
+      resume: () => delay(RTT_MS).then(() => destination.resume()),
+      abort: () => destination.abort(),
+    };
+    const r = await runLiveMigration(source, control);
+    console.error(`# novacron result ${JSON.stringify(r)}`);
     recv.kill();
     return {
       variant: 'novacron-dwcp',
@@ -129,6 +180,13 @@ async function novacron(): Promise<VariantResult> {
       totalMs: r.totalMs,
       downtimeMs: r.downtimeMs ?? null,
       wireBytes: txBytes() - tx0,
+      detail: {
+        streamBytes: r.streamBytes,
+        dwcpWireBytes: r.wireBytes,
+        qemuDowntimeMs: r.qemuDowntimeMs,
+        dirtySyncCount: r.dirtySyncCount,
+        windowBytes: WINDOW_ENV ? Number(WINDOW_ENV) * 2 ** 20 : migrationWindowBytes(RTT_MS),
+      },
     };
   } finally {
     await driverA.destroy(src, { force: true }).catch(() => undefined);

@@ -14,6 +14,8 @@ const server = await AmstServer.listen({
   host,
   port: 0,
   security: { token, encrypt: true },
+  // As the node's migration receiver: ack each bundle at once (a stream has nothing to fsync).
+  syncDelayMs: 1,
   onSession: streamReceiver((stream) => {
     pipeline(stream, createConnection(socketPath)).then(done, (err: unknown) => {
       console.error(`receiver: ${String(err)}`);

@@ -74,7 +74,7 @@ export function migrationComponent(options: { dependsOn: readonly string[] }): C
           host: c.api.host,
           port: c.dwcp.listen_port,
           encrypt: c.dwcp.features.encryption,
-          // Migration streams are CPU-bound on the encoder: a few streams and fast zstd (docs/migration.md).
+          // Two streams (BBR keeps the queue short) and zstd 1 in one long-range context per stream (docs/migration.md).
           streams: Math.min(2, profile.streams),
           codec: { codec: 'zstd', level: 1 },
         },

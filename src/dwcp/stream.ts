@@ -2,8 +2,9 @@
 // order, with AMST underneath (multi-stream, resume, acks, backpressure) and HDE on 4 KiB blocks:
 // zero blocks and blocks whose content was already sent (a bounded cache both ends mirror) cost a
 // few bytes. Live migration carries QEMU's migration stream through this (see docs/dwcp.md).
+import { createRequire } from 'node:module';
 import { Readable, Writable } from 'node:stream';
-import { ProtocolError } from '../errors.js';
+import { IntegrityError, ProtocolError } from '../errors.js';
 import { FixedChunker, PAGE_SIZE } from './encoding/chunker.js';
 import type { CodecChoice } from './encoding/codec.js';
 import { hashBlock, hashKey, isZeroBlock } from './encoding/hash.js';
@@ -16,7 +17,14 @@ import {
   zeroRecord,
   type BlockClass,
 } from './encoding/record.js';
-import { BUNDLE_TARGET_BYTES, decodeBundle, encodeBundle } from './encoding/bundle.js';
+import {
+  BUNDLE_TARGET_BYTES,
+  decodeBundle,
+  encodeBundle,
+  packBundle,
+  sealBundle,
+} from './encoding/bundle.js';
+import { CodecId } from './encoding/codec.js';
 import { AmstSender, type AmstSenderOptions } from './transport/sender.js';
 import type { SessionHandler } from './transport/server.js';
 
@@ -58,12 +66,103 @@ const STREAM_BUNDLE_BYTES = BUNDLE_TARGET_BYTES;
 const MAX_ZERO_RUN = 1 << 20;
 const NO_CODEC: CodecChoice = { codec: 'none', level: 0 };
 
+/**
+ * Long-range zstd over the whole stream: one compression context for the session, each bundle
+ * flushed (so it decodes on arrival), a 64 MiB window with long-distance matching. A migration
+ * stream repeats much of its content at offsets that are not 4 KiB-aligned (QEMU puts a header
+ * before each page), which neither the block cache nor 256 KiB bundles see: on the test guest's
+ * stream this takes zstd 1 from 0.67 to 0.48 of the raw size. Receivers decode Data frames in
+ * sequence order exactly once, which a shared context needs. Negotiated in `stream-open`.
+ */
+const ZSTREAM_WINDOW_LOG = 26;
+/** Bundle codec byte of a bundle compressed in the session's zstd context (not a block codec id). */
+const ZSTREAM_CODEC = 0x10;
+interface ZstdBinding {
+  CCtx: new () => {
+    setParameter(p: number, v: number): void;
+    compressStream2(dst: Uint8Array, src: Uint8Array, end: number): [number, number, number];
+  };
+  DCtx: new () => {
+    setParameter(p: number, v: number): void;
+    decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number];
+  };
+  CParameter: Record<'compressionLevel' | 'windowLog' | 'enableLongDistanceMatching', number>;
+  DParameter: Record<'windowLogMax', number>;
+  EndDirective: Record<'flush', number>;
+  compressBound(n: number): number;
+}
+const zstd = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
+
+/** Sender half of the session context: compresses one raw bundle body, flushed. */
+function zstreamCompressor(level: number): (raw: Buffer) => Buffer {
+  const c = new zstd.CCtx();
+  c.setParameter(zstd.CParameter.compressionLevel, level);
+  c.setParameter(zstd.CParameter.windowLog, ZSTREAM_WINDOW_LOG);
+  c.setParameter(zstd.CParameter.enableLongDistanceMatching, 1);
+  let dst = Buffer.allocUnsafe(zstd.compressBound(BUNDLE_TARGET_BYTES * 2));
+  return (raw) => {
+    const need = zstd.compressBound(raw.length) + 1024;
+    if (dst.length < need) dst = Buffer.allocUnsafe(need);
+    const parts: Buffer[] = [];
+    let src: Buffer = raw;
+    for (;;) {
+      const [left, produced, consumed] = c.compressStream2(dst, src, zstd.EndDirective.flush);
+      if (produced > 0) parts.push(Buffer.from(dst.subarray(0, produced)));
+      src = src.subarray(consumed);
+      if (left === 0 && src.length === 0) break;
+    }
+    return sealBundle(raw.length, ZSTREAM_CODEC, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+  };
+}
+
+/** Receiver half: the payload of a ZSTREAM bundle back into its records. */
+function zstreamDecompressor(): (payload: Buffer) => Buffer[] {
+  const d = new zstd.DCtx();
+  d.setParameter(zstd.DParameter.windowLogMax, ZSTREAM_WINDOW_LOG);
+  return (payload) => {
+    if (payload.length < 5) throw new ProtocolError(`bundle truncated: ${payload.length} bytes`);
+    const raw = payload.readUInt32BE(1);
+    if (raw > MAX_ZSTREAM_RAW) throw new ProtocolError(`bundle raw length ${raw} over the limit`);
+    const out = Buffer.allocUnsafe(raw);
+    let src = payload.subarray(5);
+    let got = 0;
+    for (;;) {
+      let produced: number;
+      let consumed: number;
+      try {
+        [, produced, consumed] = d.decompressStream(out.subarray(got), src);
+      } catch (err) {
+        throw new IntegrityError('stream bundle does not decompress', { cause: err });
+      }
+      got += produced;
+      src = src.subarray(consumed);
+      if (src.length === 0 || (produced === 0 && consumed === 0)) break;
+    }
+    if (got !== raw || src.length !== 0)
+      throw new IntegrityError(`stream bundle decompressed to ${got} bytes, expected ${raw}`);
+    return decodeBundle(sealBundle(raw, CodecId.None, out));
+  };
+}
+const MAX_ZSTREAM_RAW = 16 * 1024 * 1024;
+
+function throwNoZstream(): never {
+  throw new ProtocolError('stream bundle in a zstd session context that was not negotiated');
+}
+
 /** Opens a DWCP byte stream to an AMST server whose sessions are served by `streamReceiver`. */
 export async function openStreamSender(opts: StreamSenderOptions): Promise<DwcpStreamWriter> {
   const amst = await AmstSender.open(opts);
   // `bundles`: records travel many to a Data frame, compressed together (receivers that do not
   // know the flag would reject the first frame on its hashes, never deliver wrong bytes).
-  await amst.request({ t: 'stream-open', label: opts.label ?? '', bundles: 1 });
+  const wantZstream = opts.codec.codec === 'zstd';
+  const opened = (await amst.request({
+    t: 'stream-open',
+    label: opts.label ?? '',
+    bundles: 1,
+    ...(wantZstream ? { zstream: ZSTREAM_WINDOW_LOG } : {}),
+  })) as { zstream?: unknown } | null;
+  // Older receivers answer without `zstream`: bundles are then compressed one by one.
+  const zcompress = wantZstream && opened?.zstream === true ? zstreamCompressor(opts.codec.level) : undefined;
   const cache = new ContentCache(opts.cacheBlocks ?? 16384);
   const chunker = new FixedChunker(PAGE_SIZE);
   const chunks: Record<BlockClass, number> = { zero: 0, known: 0, delta: 0, literal: 0 };
@@ -84,7 +183,7 @@ export async function openStreamSender(opts: StreamSenderOptions): Promise<DwcpS
   const sendBundle = async () => {
     endZeroRun();
     if (bundle.length === 0) return;
-    const payload = encodeBundle(bundle, opts.codec);
+    const payload = zcompress ? zcompress(packBundle(bundle)) : encodeBundle(bundle, opts.codec);
     bundle = [];
     bundleRaw = 0;
     lastSeq = await amst.send(payload);
@@ -170,9 +269,14 @@ export function streamReceiver(
       }
     };
     let bundled = false;
+    let zdecode: ((payload: Buffer) => Buffer[]) | undefined;
     /** One Data payload back into bytes: a bundle of records (current senders) or a single record. */
     const decode = (payload: Buffer): Buffer => {
-      const records = bundled ? decodeBundle(payload) : [payload];
+      const records = !bundled
+        ? [payload]
+        : payload[0] === ZSTREAM_CODEC
+          ? (zdecode ?? throwNoZstream)(payload)
+          : decodeBundle(payload);
       const parts: Buffer[] = [];
       for (const bytes of records) {
         const rec = decodeRecord(bytes);
@@ -216,8 +320,10 @@ export function streamReceiver(
         const b = (body ?? {}) as Record<string, unknown>;
         if (b.t === 'stream-open') {
           bundled = b.bundles === 1;
+          const zstream = bundled && b.zstream === ZSTREAM_WINDOW_LOG;
+          if (zstream) zdecode ??= zstreamDecompressor();
           onStream(readable, typeof b.label === 'string' ? b.label : '');
-          return Promise.resolve({ ok: true });
+          return Promise.resolve(zstream ? { ok: true, zstream: true } : { ok: true });
         }
         if (b.t === 'stream-end' && typeof b.lastSeq === 'number') {
           endAt = b.lastSeq;

@@ -46,8 +46,17 @@ export interface MigrationSourceOptions {
   readonly convergeTimeoutMs: number;
   /** Let QEMU throttle the vCPUs when the guest dirties memory faster than the link (default true). */
   readonly autoConverge?: boolean;
-  /** QEMU `max-bandwidth` in bytes/s (QEMU's default when absent). */
+  /**
+   * QEMU `max-bandwidth` in bytes/s. Default: unlimited in practice (64 GiB/s) — QEMU's own default
+   * (128 MiB/s) would cap a compressible stream, and DWCP's window already paces QEMU to the link.
+   */
   readonly maxBandwidthBytesPerSec?: number;
+  /**
+   * Time the switchover needs besides QEMU's final pass, in ms: control round trips (e.g. the
+   * destination's resume call) and its database commit. Subtracted from `maxDowntimeMs`, together
+   * with the measured drain time of the DWCP backlog, for QEMU's `downtime-limit` (default 0).
+   */
+  readonly controlOverheadMs?: number;
   /** Interval between query-migrate samples (default 250 ms). */
   readonly progressIntervalMs?: number;
 }
@@ -60,6 +69,37 @@ export interface SourceSummary {
   readonly stoppedAtUs: number | undefined;
   readonly wireBytes: number;
   readonly streamBytes: number;
+  /** The last `downtime-limit` given to QEMU (ms). */
+  readonly downtimeLimitMs: number;
+}
+
+/**
+ * DWCP send window for a migration stream over a path with round trip `rttMs`: the bytes in flight
+ * that keep a link of up to ~400 Mbit/s busy (50 MiB/s × RTT, with BBR keeping the queue short),
+ * between 1 and 32 MiB. What is in the window when the guest pauses must cross during the pause;
+ * MigrationSource takes its drain time off QEMU's downtime-limit. Pure.
+ */
+export function migrationWindowBytes(rttMs: number): number {
+  const MIB = 1024 * 1024;
+  const w = Math.round((Math.max(0, rttMs) / 1000) * 50 * MIB);
+  return Math.min(32 * MIB, Math.max(MIB, w));
+}
+
+/** QEMU `max-bandwidth` when none is given: far above any link, so DWCP's window does the pacing. */
+export const UNLIMITED_QEMU_BANDWIDTH = 64 * 1024 ** 3;
+
+/**
+ * QEMU's `downtime-limit` for a wanted pause of `maxDowntimeMs`: QEMU only counts its own final
+ * pass into our socket, so the time to drain what DWCP has in flight and the control round trips
+ * after it are taken off; never below a quarter of the wanted pause (or 20 ms). Pure.
+ */
+export function qemuDowntimeLimit(
+  maxDowntimeMs: number,
+  backlogMs: number,
+  controlOverheadMs: number,
+): number {
+  const floor = Math.max(20, Math.round(maxDowntimeMs / 4));
+  return Math.max(floor, Math.round(maxDowntimeMs - backlogMs - controlOverheadMs));
 }
 
 const TERMINAL_FAILURES = new Set(['failed', 'cancelled', 'cancelling']);
@@ -82,6 +122,9 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
   private readonly offEvents: () => void;
   private wake: (() => void) | undefined;
   private statusChanged = false;
+  private downtimeLimit = 0;
+  /** Acked-bytes samples of the last ~2 s: the wire rate the backlog drains at. */
+  private readonly ackSamples: { t: number; acked: number }[] = [];
 
   private constructor(
     private readonly opts: MigrationSourceOptions,
@@ -137,11 +180,10 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
     const src = new MigrationSource(opts, server, writer, status.running, () => counted, streamDone);
     try {
       await opts.qmp.migrateSetCapabilities({ events: true, 'auto-converge': opts.autoConverge ?? true });
+      src.downtimeLimit = qemuDowntimeLimit(opts.maxDowntimeMs, 0, opts.controlOverheadMs ?? 0);
       await opts.qmp.migrateSetParameters({
-        'downtime-limit': opts.maxDowntimeMs,
-        ...(opts.maxBandwidthBytesPerSec === undefined
-          ? {}
-          : { 'max-bandwidth': opts.maxBandwidthBytesPerSec }),
+        'downtime-limit': src.downtimeLimit,
+        'max-bandwidth': opts.maxBandwidthBytesPerSec ?? UNLIMITED_QEMU_BANDWIDTH,
       });
       src.phase = 'transfer';
       await opts.qmp.migrate(`unix:${opts.socketPath}`);
@@ -160,6 +202,20 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
 
   get currentPhase(): MigrationPhase {
     return this.phase;
+  }
+
+  /**
+   * Stream counters for tracing: bytes QEMU wrote into the socket so far, and DWCP bytes on the
+   * wire not yet acknowledged by the receiver (framing included, so an upper bound of the backlog).
+   */
+  streamStats(): { readonly streamBytes: number; readonly unackedBytes: number } {
+    const st = this.writer.amst.stats;
+    return { streamBytes: this.streamBytes(), unackedBytes: Math.max(0, st.wireBytes - st.ackedBytes) };
+  }
+
+  /** Bytes DWCP put on the wire so far (the stream's tail may still be crossing after `sent`). */
+  wireBytes(): number {
+    return this.writer.amst.stats.wireBytes;
   }
 
   /** The latest progress sample. */
@@ -243,11 +299,7 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
 
   private async run(streamDone: Promise<void>): Promise<SourceSummary> {
     let streamError: Error | undefined;
-    let streamFinished = false;
-    streamDone.then(
-      () => (streamFinished = true),
-      (err: Error) => (streamError = err),
-    );
+    streamDone.catch((err: Error) => (streamError = err));
     const interval = this.opts.progressIntervalMs ?? 250;
     let info: QmpMigrationInfo;
     for (;;) {
@@ -275,6 +327,7 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
           cause: streamError,
         });
       }
+      if (info.status === 'active') await this.retuneDowntimeLimit();
       if (p.elapsedMs > this.opts.convergeTimeoutMs && info.status === 'active') {
         this.finished = true;
         await this.opts.qmp.migrateCancel().catch(() => undefined);
@@ -290,8 +343,10 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
       }
       await this.nextSample(interval);
     }
-    // QEMU wrote everything; the receiver must still acknowledge the tail of the stream.
-    if (!streamFinished && !streamError) await streamDone.catch(() => undefined);
+    // QEMU wrote everything into our socket. The tail is still crossing the link: not waited for
+    // here — the destination reporting `loaded` (its QEMU parsed the stream up to the end marker) is
+    // what proves the stream arrived, and waiting for DWCP's acks, stream-end and close would add
+    // round trips to the downtime. A stream that fails now fails the destination's load instead.
     this.finished = true;
     // QEMU sets `downtime` and the totals a moment after the status turns completed: read them again.
     info = await this.opts.qmp.queryMigrate();
@@ -304,7 +359,29 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
       stoppedAtUs: this.stoppedAtUs,
       wireBytes: this.writer.amst.stats.wireBytes,
       streamBytes: this.streamBytes(),
+      downtimeLimitMs: this.downtimeLimit,
     };
+  }
+
+  /**
+   * Keeps QEMU's `downtime-limit` at maxDowntimeMs minus what follows QEMU's own final pass: the
+   * DWCP backlog (unacknowledged wire bytes at the measured ack rate) and the control overhead.
+   * QEMU reads the parameter at every iteration, so a change applies to the next switchover check.
+   */
+  private async retuneDowntimeLimit(): Promise<void> {
+    const now = Date.now();
+    const st = this.writer.amst.stats;
+    this.ackSamples.push({ t: now, acked: st.ackedBytes });
+    while (this.ackSamples.length > 2 && now - this.ackSamples[0]!.t > 2000) this.ackSamples.shift();
+    const first = this.ackSamples[0]!;
+    if (now - first.t < 400) return;
+    const rate = (st.ackedBytes - first.acked) / ((now - first.t) / 1000);
+    if (rate <= 0) return;
+    const backlogMs = (Math.max(0, st.wireBytes - st.ackedBytes) / rate) * 1000;
+    const limit = qemuDowntimeLimit(this.opts.maxDowntimeMs, backlogMs, this.opts.controlOverheadMs ?? 0);
+    if (Math.abs(limit - this.downtimeLimit) < 10) return;
+    this.downtimeLimit = limit;
+    await this.opts.qmp.migrateSetParameters({ 'downtime-limit': limit }).catch(() => undefined);
   }
 
   private async cleanup(err: Error | undefined): Promise<void> {
@@ -472,7 +549,7 @@ export async function runLiveMigration(
     qemuDowntimeMs: info.downtime,
     ramBytes: info.ram?.total ?? 0,
     streamBytes: summary.streamBytes,
-    wireBytes: summary.wireBytes,
+    wireBytes: source.wireBytes(),
     dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
   };
 }

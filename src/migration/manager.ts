@@ -38,7 +38,12 @@ import { overlayPath } from '../vm/drivers/qemu/args.js';
 import { QemuDriver } from '../vm/drivers/qemu/driver.js';
 import { parseStoredSpec, type StoredVmSpec } from '../vm/model.js';
 import type { VmService } from '../vm/service.js';
-import { MigrationDestination, MigrationSource, type MigrationProgress } from './live.js';
+import {
+  MigrationDestination,
+  MigrationSource,
+  migrationWindowBytes,
+  type MigrationProgress,
+} from './live.js';
 import type {
   AbortOutcome,
   ColdDisk,
@@ -149,6 +154,8 @@ function isDestinationAborted(err: unknown): boolean {
   );
 }
 const MIB = 1024 * 1024;
+/** What the destination's Resume costs besides the round trip: its commit transaction and `cont`. */
+const RESUME_COMMIT_MS = 25;
 
 /** Validates a migrate request body (pure); a ValidationError naming the field otherwise. */
 export function validateMigrateRequest(body: unknown): MigrateRequest {
@@ -279,6 +286,9 @@ export class MigrationManager implements DestinationHost {
       host: o.dwcp.host,
       port: o.dwcp.port,
       security: { token: o.joinToken, encrypt: o.dwcp.encrypt },
+      // Ack each bundle at once (a stream has nothing to fsync): the sender's window then only has
+      // to cover the round trip, and less sits in flight when the guest pauses (docs/migration.md).
+      syncDelayMs: 1,
       onSession: streamReceiver((stream, label) => {
         const entry = incoming.get(label);
         if (!entry || entry.aborted) {
@@ -533,6 +543,10 @@ export class MigrationManager implements DestinationHost {
       if (signal.aborted) throw new MigrationError('migration cancelled', { code: ErrorCode.Cancelled });
       const handle = this.#o.vms.driverHandle(vm.id);
       if (!handle) throw new MigrationError(`vm ${vm.name}: its QEMU process went away`);
+      // The round trip to the destination sizes the DWCP window and what the switchover costs
+      // besides QEMU's final pass (the AwaitLoaded answer and the Resume call: one round trip, plus
+      // the destination's commit transaction).
+      const rttMs = await this.#measureRtt(peer, id);
       // The destination aborts by itself if this call breaks before Resume (e.g. this node dies).
       const loaded = peer.awaitLoaded(id, (this.#o.convergeTimeoutMs ?? 600_000) + 120_000, loadedAc.signal);
       loaded.catch(() => undefined);
@@ -546,11 +560,13 @@ export class MigrationManager implements DestinationHost {
             security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
             streams: this.#o.dwcp.streams,
             reconnectAttempts: 2,
-            windowBytes: this.#o.dwcp.windowBytes ?? 2 * MIB,
+            windowBytes: this.#o.dwcp.windowBytes ?? migrationWindowBytes(rttMs),
+            congestionControl: 'auto',
             codec: this.#o.dwcp.codec,
             label: id,
           }),
         maxDowntimeMs,
+        controlOverheadMs: Math.ceil(rttMs) + RESUME_COMMIT_MS,
         convergeTimeoutMs: this.#o.convergeTimeoutMs ?? 600_000,
       });
       source.on('progress', onProgress);
@@ -620,6 +636,17 @@ export class MigrationManager implements DestinationHost {
         dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
       },
     });
+  }
+
+  /** Smallest of three round trips of a cheap call to the destination (ms). */
+  async #measureRtt(peer: MigrationPeerClient, id: string): Promise<number> {
+    let best = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      await peer.get(id);
+      best = Math.min(best, performance.now() - t);
+    }
+    return best;
   }
 
   /**

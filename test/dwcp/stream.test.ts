@@ -77,6 +77,43 @@ describe('DWCP byte stream', () => {
     await server.close();
   });
 
+  it('compresses content repeated far back at unaligned offsets (one zstd context per session)', async () => {
+    let got: Promise<Buffer> | undefined;
+    const server = await AmstServer.listen({
+      host: '127.0.0.1',
+      port: 0,
+      security,
+      onSession: streamReceiver((r) => (got = collect(r, false))),
+    });
+    try {
+      // 4 MiB of random bytes, then the same bytes again shifted by 8 bytes (as QEMU's page
+      // headers shift pages): no 4 KiB block repeats, and bundles alone cannot see 4 MiB back.
+      const a = randomBytes(4 << 20);
+      const all = Buffer.concat([a, Buffer.from('8 bytes!'), a]);
+      const w = await openStreamSender({
+        host: '127.0.0.1',
+        port: server.address.port,
+        security,
+        streams: 2,
+        codec: { codec: 'zstd', level: 1 },
+        windowBytes: 1 << 20,
+      });
+      for (let off = 0; off < all.length; off += 65_536) {
+        if (!w.write(all.subarray(off, off + 65_536))) await new Promise<void>((r) => w.once('drain', r));
+      }
+      await new Promise<void>((resolve, reject) =>
+        w.end((err?: Error | null) => (err ? reject(err) : resolve())),
+      );
+      const out = await got!;
+      assert.ok(out.equals(all), 'delivered bytes differ');
+      assert.equal(w.chunks.known, 0);
+      // Without the session context the second copy would cost another 4 MiB.
+      assert.ok(w.amst.stats.wireBytes < 5.5 * 2 ** 20, `wire bytes ${w.amst.stats.wireBytes}`);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('rejects a corrupted bundle on the stream path instead of delivering wrong bytes', async () => {
     let failed: Promise<unknown> | undefined;
     const server = await AmstServer.listen({
