@@ -218,6 +218,8 @@ interface Outgoing {
 
 interface ColdIncoming {
   readonly vmId: string;
+  readonly sourceNode: string;
+  readonly shared: boolean;
   readonly receiver: FileReceiver;
   committed: boolean;
   aborted: boolean;
@@ -242,6 +244,9 @@ async function exists(p: string): Promise<boolean> {
 
 interface Incoming {
   readonly vmId: string;
+  readonly sourceNode: string;
+  /** Source and destination share one database: the VM keeps its one row, which commit moves. */
+  readonly shared: boolean;
   readonly handle: VmHandle;
   readonly destination: MigrationDestination;
   resumedAtUs: number | undefined;
@@ -937,50 +942,75 @@ export class MigrationManager implements DestinationHost {
       throw new ConflictError(`node ${this.#o.nodeId} already has another vm named ${req.vmName}`, {
         key: req.vmName,
       });
-    // Reserve: the VM row (migrating) and its allocation in one transaction.
-    await this.#o.store.transaction(async (tx) => {
-      // A row left from an earlier move away from this node is replaced.
-      if (existing) await tx.vms.delete(existing.id);
-      const u = await tx.vms.insert({
-        id: req.vmId,
-        name: req.vmName,
-        spec: { ...stored, handle: null },
-        labels: req.labels,
-        node: this.#o.nodeId,
-        // Not `running` until committed: a restart must never boot this row's VM afresh.
-        desiredState: 'incoming',
-        state: 'migrating',
-        restartPolicy: req.restartPolicy,
-      });
-      const r = await tx.allocations.reserve(
-        {
-          vmId: req.vmId,
-          nodeId: this.#o.nodeId,
-          cpus: stored.cpus,
-          memoryMib: stored.memoryMib,
-          diskMib: 0,
-        },
-        this.#o.capacity,
-      );
-      if (!r.ok)
-        throw new ConflictError(
-          `node ${this.#o.nodeId} cannot take vm ${req.vmName}: resource exhausted: ${r.what} (requested ${r.requested}, free ${r.free})`,
-          { key: r.what, details: { what: r.what, requested: r.requested, free: r.free } },
+    // Source and destination may share one database (a region's PostgreSQL): then the source's
+    // migration row and VM row are already here. The VM keeps that one row (commit moves its
+    // `node` and allocation in one transaction); only an allocation on this node is reserved now.
+    const mig = await this.#o.store.migrations.get(req.migrationId);
+    const shared =
+      mig !== undefined && mig.sourceNode === req.sourceNode && existing?.node === req.sourceNode;
+    if (shared) {
+      await this.#o.store.transaction(async (tx) => {
+        const r = await tx.allocations.reserve(
+          {
+            vmId: req.vmId,
+            nodeId: this.#o.nodeId,
+            cpus: stored.cpus,
+            memoryMib: stored.memoryMib,
+            diskMib: 0,
+          },
+          this.#o.capacity,
         );
-      await tx.migrations.insert({
-        id: req.migrationId,
-        vmId: req.vmId,
-        kind: req.kind,
-        sourceNode: req.sourceNode,
-        targetNode: this.#o.nodeId,
-        state: 'running',
-        phase: 'prepare',
-        maxDowntimeMs: req.maxDowntimeMs,
-        bytesTotal: stored.memoryMib * MIB,
+        if (!r.ok)
+          throw new ConflictError(
+            `node ${this.#o.nodeId} cannot take vm ${req.vmName}: resource exhausted: ${r.what} (requested ${r.requested}, free ${r.free})`,
+            { key: r.what, details: { what: r.what, requested: r.requested, free: r.free } },
+          );
       });
-      await this.#auditVm(tx, u, 'incoming', { migration: req.migrationId, from: req.sourceNode });
-    });
-    if (req.kind === 'cold') return this.#prepareCold(req, stored);
+    } else
+      // Reserve: the VM row (migrating) and its allocation in one transaction.
+      await this.#o.store.transaction(async (tx) => {
+        // A row left from an earlier move away from this node is replaced.
+        if (existing) await tx.vms.delete(existing.id);
+        const u = await tx.vms.insert({
+          id: req.vmId,
+          name: req.vmName,
+          spec: { ...stored, handle: null },
+          labels: req.labels,
+          node: this.#o.nodeId,
+          // Not `running` until committed: a restart must never boot this row's VM afresh.
+          desiredState: 'incoming',
+          state: 'migrating',
+          restartPolicy: req.restartPolicy,
+        });
+        const r = await tx.allocations.reserve(
+          {
+            vmId: req.vmId,
+            nodeId: this.#o.nodeId,
+            cpus: stored.cpus,
+            memoryMib: stored.memoryMib,
+            diskMib: 0,
+          },
+          this.#o.capacity,
+        );
+        if (!r.ok)
+          throw new ConflictError(
+            `node ${this.#o.nodeId} cannot take vm ${req.vmName}: resource exhausted: ${r.what} (requested ${r.requested}, free ${r.free})`,
+            { key: r.what, details: { what: r.what, requested: r.requested, free: r.free } },
+          );
+        await tx.migrations.insert({
+          id: req.migrationId,
+          vmId: req.vmId,
+          kind: req.kind,
+          sourceNode: req.sourceNode,
+          targetNode: this.#o.nodeId,
+          state: 'running',
+          phase: 'prepare',
+          maxDowntimeMs: req.maxDowntimeMs,
+          bytesTotal: stored.memoryMib * MIB,
+        });
+        await this.#auditVm(tx, u, 'incoming', { migration: req.migrationId, from: req.sourceNode });
+      });
+    if (req.kind === 'cold') return this.#prepareCold(req, shared);
     let handle: VmHandle | undefined;
     try {
       handle = await this.#driver.start(
@@ -996,6 +1026,8 @@ export class MigrationManager implements DestinationHost {
       });
       const entry: Incoming = {
         vmId: req.vmId,
+        sourceNode: req.sourceNode,
+        shared,
         handle: h,
         destination,
         resumedAtUs: undefined,
@@ -1011,7 +1043,7 @@ export class MigrationManager implements DestinationHost {
       await this.#o.store.migrations.update(req.migrationId, { phase: 'transfer' });
     } catch (err) {
       if (handle) await this.#driver.destroy(handle, { force: true }).catch(() => undefined);
-      await this.#o.store.vms.delete(req.vmId).catch(() => undefined);
+      await this.#undoReserve(req.vmId, shared);
       throw new MigrationError(
         `node ${this.#o.nodeId} could not start the destination QEMU: ${errorMessage(err)}`,
         {
@@ -1066,49 +1098,63 @@ export class MigrationManager implements DestinationHost {
       throw new MigrationError(`migration ${migrationId} is not prepared on this node`, {
         code: ErrorCode.InvalidState,
       });
-    return this.#serial(entry, async () => {
-      if (entry.resumedAtUs !== undefined) return entry.resumedAtUs;
-      if (entry.aborted)
-        throw new MigrationError(`migration ${migrationId} was aborted on this node`, {
-          code: ErrorCode.InvalidState,
+    // Under the VM's lock as well: in a region an assignment run for this VM (runAssigned) waits
+    // until the handle is adopted, instead of seeing a running row without a process here.
+    return this.#serial(entry, () =>
+      this.#o.vms.withVmLock(entry.vmId, async () => {
+        if (entry.resumedAtUs !== undefined) return entry.resumedAtUs;
+        if (entry.aborted)
+          throw new MigrationError(`migration ${migrationId} was aborted on this node`, {
+            code: ErrorCode.InvalidState,
+          });
+        if (entry.watchdog) clearTimeout(entry.watchdog);
+        // The decision is recorded first: a crash after it resumes the VM at the next start, never drops it.
+        const finishedAt = new Date().toISOString();
+        const cur = await this.#o.store.vms.get(entry.vmId);
+        if (!cur)
+          throw new MigrationError(`migration ${migrationId}: the vm row is gone`, {
+            code: ErrorCode.InvalidState,
+          });
+        const s = parseStoredSpec(cur.spec);
+        const u = await this.#o.store.transaction(async (tx) => {
+          // In a shared database the VM's one row moves here, with its allocation.
+          if (entry.shared) await tx.allocations.release(entry.vmId, entry.sourceNode);
+          const v = await tx.vms.update(entry.vmId, cur.generation, {
+            ...(entry.shared ? { node: this.#o.nodeId } : {}),
+            state: 'running',
+            desiredState: 'running',
+            spec: { ...s, handle: entry.handle.persisted() },
+          });
+          await tx.migrations.update(migrationId, { state: 'completed', phase: 'done', finishedAt });
+          await this.#auditVm(tx, v, 'migrating', { migration: migrationId });
+          return v;
         });
-      if (entry.watchdog) clearTimeout(entry.watchdog);
-      // The decision is recorded first: a crash after it resumes the VM at the next start, never drops it.
-      const finishedAt = new Date().toISOString();
-      const cur = await this.#o.store.vms.get(entry.vmId);
-      if (!cur)
-        throw new MigrationError(`migration ${migrationId}: the vm row is gone`, {
-          code: ErrorCode.InvalidState,
-        });
-      const s = parseStoredSpec(cur.spec);
-      const u = await this.#o.store.transaction(async (tx) => {
-        const v = await tx.vms.update(entry.vmId, cur.generation, {
-          state: 'running',
-          desiredState: 'running',
-          spec: { ...s, handle: entry.handle.persisted() },
-        });
-        await tx.migrations.update(migrationId, { state: 'completed', phase: 'done', finishedAt });
-        await this.#auditVm(tx, v, 'migrating', { migration: migrationId });
-        return v;
-      });
-      try {
-        entry.resumedAtUs = await entry.destination.resume();
-      } catch (err) {
-        // vCPUs did not start: undo (kill, drop the row) so the source can safely run on.
-        entry.aborted = true;
-        await entry.destination.abort().catch(() => undefined);
-        await this.#o.store.vms.delete(entry.vmId).catch(() => undefined);
-        throw new MigrationError(`destination QEMU did not resume: ${errorMessage(err)}`, { cause: err });
-      }
-      this.#o.vms.adoptHandle(entry.vmId, entry.handle);
-      this.#publishVm(u, 'migrating');
-      this.#o.logger.info(
-        { id: migrationId, vm: cur.name },
-        'incoming migration committed: the VM runs here',
-      );
-      setTimeout(() => this.#incoming.delete(migrationId), 120_000).unref();
-      return entry.resumedAtUs;
-    });
+        try {
+          entry.resumedAtUs = await entry.destination.resume();
+        } catch (err) {
+          // vCPUs did not start: undo (kill, drop the row) so the source can safely run on.
+          entry.aborted = true;
+          await entry.destination.abort().catch(() => undefined);
+          if (entry.shared)
+            await this.#unmoveShared(entry, u.generation, cur.desiredState, s).catch((e: unknown) =>
+              this.#o.logger.error(
+                { id: migrationId, err: errorMessage(e) },
+                'could not move the vm row back',
+              ),
+            );
+          else await this.#o.store.vms.delete(entry.vmId).catch(() => undefined);
+          throw new MigrationError(`destination QEMU did not resume: ${errorMessage(err)}`, { cause: err });
+        }
+        this.#o.vms.adoptHandle(entry.vmId, entry.handle);
+        this.#publishVm(u, 'migrating');
+        this.#o.logger.info(
+          { id: migrationId, vm: cur.name },
+          'incoming migration committed: the VM runs here',
+        );
+        setTimeout(() => this.#incoming.delete(migrationId), 120_000).unref();
+        return entry.resumedAtUs;
+      }),
+    );
   }
 
   async abort(migrationId: string, reason: string): Promise<AbortOutcome> {
@@ -1155,6 +1201,9 @@ export class MigrationManager implements DestinationHost {
     const cur = await this.#o.store.vms.get(vmId);
     // The row exists only for the migration (committed rows are `running` and never dropped here);
     // after a restart the reconcile may have marked it failed (its QEMU died with the stream).
+    // A shared database's row is the source's (node still the source): only this node's allocation goes.
+    if (cur && cur.node !== this.#o.nodeId)
+      await this.#o.store.allocations.release(vmId, this.#o.nodeId).catch(() => undefined);
     if (cur && cur.node === this.#o.nodeId && cur.state !== 'running') {
       await this.#o.store.transaction(async (tx) => {
         await tx.vms.delete(vmId);
@@ -1187,7 +1236,46 @@ export class MigrationManager implements DestinationHost {
     return join(this.#o.vmsRoot, '..', 'disk-store');
   }
 
-  async #prepareCold(req: PrepareRequest, _stored: StoredVmSpec): Promise<PrepareResult> {
+  /**
+   * Shared database, the destination's vCPUs did not start after the commit was recorded: the one
+   * VM row goes back to the source (its node, spec and allocation), in one transaction.
+   */
+  async #unmoveShared(
+    entry: Incoming,
+    generation: number,
+    desiredState: string,
+    spec: StoredVmSpec,
+  ): Promise<void> {
+    await this.#o.store.transaction(async (tx) => {
+      await tx.vms.update(entry.vmId, generation, {
+        node: entry.sourceNode,
+        state: 'migrating',
+        desiredState,
+        spec,
+      });
+      await tx.allocations.release(entry.vmId, this.#o.nodeId);
+      // It held this a moment ago: no capacity check.
+      const r = await tx.allocations.reserve(
+        {
+          vmId: entry.vmId,
+          nodeId: entry.sourceNode,
+          cpus: spec.cpus,
+          memoryMib: spec.memoryMib,
+          diskMib: 0,
+        },
+        { cpus: Infinity, memoryMib: Infinity, diskMib: Infinity },
+      );
+      if (!r.ok) throw new MigrationError(`could not give vm ${entry.vmId} its allocation back`);
+    });
+  }
+
+  /** Undoes prepare's reservation: the VM row (its allocation and migration row cascade), or in a shared database only this node's allocation. */
+  async #undoReserve(vmId: string, shared: boolean): Promise<void> {
+    if (shared) await this.#o.store.allocations.release(vmId, this.#o.nodeId).catch(() => undefined);
+    else await this.#o.store.vms.delete(vmId).catch(() => undefined);
+  }
+
+  async #prepareCold(req: PrepareRequest, shared: boolean): Promise<PrepareResult> {
     let receiver: FileReceiver;
     try {
       receiver = await createReceiver({
@@ -1197,7 +1285,7 @@ export class MigrationManager implements DestinationHost {
         security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
       });
     } catch (err) {
-      await this.#o.store.vms.delete(req.vmId).catch(() => undefined);
+      await this.#undoReserve(req.vmId, shared);
       throw new MigrationError(
         `node ${this.#o.nodeId} could not open a disk receiver: ${errorMessage(err)}`,
         {
@@ -1207,6 +1295,8 @@ export class MigrationManager implements DestinationHost {
     }
     this.#incomingCold.set(req.migrationId, {
       vmId: req.vmId,
+      sourceNode: req.sourceNode,
+      shared,
       receiver,
       committed: false,
       aborted: false,
@@ -1254,7 +1344,10 @@ export class MigrationManager implements DestinationHost {
       if (!cur) throw new MigrationError(`migration ${migrationId}: the vm row is gone`);
       const s = parseStoredSpec(cur.spec);
       const u = await this.#o.store.transaction(async (tx) => {
+        // In a shared database the VM's one row moves here, with its allocation.
+        if (entry.shared) await tx.allocations.release(entry.vmId, entry.sourceNode);
         const v = await tx.vms.update(entry.vmId, cur.generation, {
+          ...(entry.shared ? { node: this.#o.nodeId } : {}),
           state: 'stopped',
           desiredState: 'stopped',
           // Base-image overlays arrive as qcow2 files backed by the same base path: path disks here.

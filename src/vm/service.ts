@@ -483,6 +483,7 @@ export class VmService {
     return viewOf(
       await this.#locked(id, async () => {
         const vm = await this.#o.store.vms.require(id);
+        this.#assertHere(vm);
         assertOperationAllowed(this.#asState(vm), 'start');
         return this.#startNow(vm);
       }),
@@ -494,6 +495,7 @@ export class VmService {
     return viewOf(
       await this.#locked(id, async () => {
         const vm = await this.#o.store.vms.require(id);
+        this.#assertHere(vm);
         assertOperationAllowed(this.#asState(vm), 'stop');
         return this.#stopNow(vm, options.force === true, 'stopped');
       }),
@@ -506,6 +508,7 @@ export class VmService {
     return viewOf(
       await this.#locked(id, async () => {
         let vm = await this.#o.store.vms.require(id);
+        this.#assertHere(vm);
         assertOperationAllowed(this.#asState(vm), 'restart');
         if (vm.state === VmState.Running) vm = await this.#stopNow(vm, false, 'running');
         vm = await this.#reschedule(vm);
@@ -558,6 +561,7 @@ export class VmService {
     await this.#locked(id, async () => {
       const vm = await this.#o.store.vms.get(id);
       if (vm === undefined) return;
+      this.#assertHere(vm);
       if (vm.state !== VmState.Deleting) assertOperationAllowed(this.#asState(vm), 'delete');
       // A VM with a process goes down first (forced: it is being deleted), through the legal states.
       let cur = vm;
@@ -610,6 +614,24 @@ export class VmService {
     if (!isVmState(vm.state))
       throw new InvalidStateError(`vm ${vm.name}: unknown state ${vm.state} in the database`, { key: vm.id });
     return { name: vm.name, state: vm.state };
+  }
+
+  /**
+   * Start/stop/restart/delete act on this node's driver, so a row whose `node` is another node
+   * (e.g. what a node keeps of a VM it migrated away) is refused with the node that runs it. In a
+   * region (shared records, region hooks set) the REST guard routes such requests and a VM of a
+   * node that is down may be changed here, so the check is left to it.
+   */
+  #assertHere(vm: VmRecord): void {
+    if (this.#region !== undefined || vm.node === null || vm.node === this.#o.nodeId) return;
+    throw new InvalidStateError(
+      `vm ${vm.name} runs on node ${vm.node}, not on this node (${this.#o.nodeId}): send the request to node ${vm.node}`,
+      {
+        key: 'node',
+        details: { node: vm.node },
+        hint: `operate it on node ${vm.node}, or migrate it back here`,
+      },
+    );
   }
 
   #vmDir(id: string): string {

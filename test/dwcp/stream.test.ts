@@ -83,7 +83,9 @@ describe('DWCP byte stream', () => {
       host: '127.0.0.1',
       port: 0,
       security,
-      onSession: streamReceiver((r) => (got = collect(r, false))),
+      onSession: streamReceiver((r) => {
+        got = collect(r, false);
+      }),
     });
     try {
       // 4 MiB of random bytes, then the same bytes again shifted by 8 bytes (as QEMU's page

@@ -286,6 +286,16 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
     assert.equal(onB.node, 'n2');
     const onA = (await api(sides.n1.node!, 'GET', `/api/v1/vms/${vm.name}`)).json as Vm;
     assert.equal(onA.node, 'n2');
+    // n1's row of the VM points at n2: operations on it here are refused, naming n2.
+    for (const [method, path] of [
+      ['POST', `/api/v1/vms/${vm.name}/stop`],
+      ['POST', `/api/v1/vms/${vm.name}/start`],
+      ['DELETE', `/api/v1/vms/${vm.name}`],
+    ] as const) {
+      const r = await api(sides.n1.node!, method, path);
+      assert.equal(r.status, 409, `${method} ${path}: ${JSON.stringify(r.json)}`);
+      assert.match(JSON.stringify(r.json), /runs on node n2/);
+    }
     assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/migrations/${m.id}`)).json && true, true);
     await assertOneCopy(vm.id, sides.n2);
     await assertDatabases(vm.id, sides.n2, m.id, 'completed');
