@@ -17,8 +17,12 @@ test('the DWCP window follows the round trip, between 1 and 32 MiB', () => {
 test("QEMU's downtime-limit leaves room for the DWCP backlog and the control round trips", () => {
   assert.equal(qemuDowntimeLimit(300, 0, 0), 300);
   assert.equal(qemuDowntimeLimit(300, 160, 65), 75);
-  // Never below a quarter of the wanted pause (QEMU would never switch over).
-  assert.equal(qemuDowntimeLimit(300, 400, 65), 75);
-  assert.equal(qemuDowntimeLimit(40, 100, 100), 20);
+  // Never below a tenth of the wanted pause (or 10 ms): QEMU must still be able to switch over.
+  assert.equal(qemuDowntimeLimit(300, 400, 65), 30);
+  assert.equal(qemuDowntimeLimit(40, 100, 100), 10);
   assert.equal(qemuDowntimeLimit(1000, 100.4, 50), 850);
+  // QEMU believes the link is 7x faster than it is (zero pages): the limit shrinks with it.
+  assert.equal(qemuDowntimeLimit(1000, 100, 200, 1 / 7), 100);
+  assert.equal(qemuDowntimeLimit(300, 100, 50, 2), 150);
+  assert.equal(qemuDowntimeLimit(300, 0, 0, 0), 30);
 });

@@ -89,17 +89,22 @@ export function migrationWindowBytes(rttMs: number): number {
 export const UNLIMITED_QEMU_BANDWIDTH = 64 * 1024 ** 3;
 
 /**
- * QEMU's `downtime-limit` for a wanted pause of `maxDowntimeMs`: QEMU only counts its own final
+ * QEMU's `downtime-limit` for a wanted pause of `maxDowntimeMs`. QEMU only counts its own final
  * pass into our socket, so the time to drain what DWCP has in flight and the control round trips
- * after it are taken off; never below a quarter of the wanted pause (or 20 ms). Pure.
+ * after it are taken off. And QEMU times that pass with the rate our socket took its stream at,
+ * which on zero or compressible pages is far above the link: `rateFactor` (link rate ÷ QEMU's
+ * rate, at most 1) scales the limit so that the final dirty set — assumed not to compress — fits
+ * at the link's rate. Never below a tenth of the wanted pause (or 10 ms). Pure.
  */
 export function qemuDowntimeLimit(
   maxDowntimeMs: number,
   backlogMs: number,
   controlOverheadMs: number,
+  rateFactor = 1,
 ): number {
-  const floor = Math.max(20, Math.round(maxDowntimeMs / 4));
-  return Math.max(floor, Math.round(maxDowntimeMs - backlogMs - controlOverheadMs));
+  const floor = Math.max(10, Math.round(maxDowntimeMs / 10));
+  const f = Math.min(1, Math.max(0, rateFactor));
+  return Math.max(floor, Math.round((maxDowntimeMs - backlogMs - controlOverheadMs) * f));
 }
 
 const TERMINAL_FAILURES = new Set(['failed', 'cancelled', 'cancelling']);
@@ -123,6 +128,8 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
   private wake: (() => void) | undefined;
   private statusChanged = false;
   private downtimeLimit = 0;
+  /** QEMU's reported Mbit/s of the last three samples. */
+  private readonly qemuMbps: number[] = [];
   /** Acked-bytes samples of the last ~2 s: the wire rate the backlog drains at. */
   private readonly ackSamples: { t: number; acked: number }[] = [];
 
@@ -327,7 +334,11 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
           cause: streamError,
         });
       }
-      if (info.status === 'active') await this.retuneDowntimeLimit();
+      if (info.status === 'active') {
+        this.qemuMbps.push(p.mbps);
+        if (this.qemuMbps.length > 3) this.qemuMbps.shift();
+        await this.retuneDowntimeLimit();
+      }
       if (p.elapsedMs > this.opts.convergeTimeoutMs && info.status === 'active') {
         this.finished = true;
         await this.opts.qmp.migrateCancel().catch(() => undefined);
@@ -378,7 +389,15 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
     const rate = (st.ackedBytes - first.acked) / ((now - first.t) / 1000);
     if (rate <= 0) return;
     const backlogMs = (Math.max(0, st.wireBytes - st.ackedBytes) / rate) * 1000;
-    const limit = qemuDowntimeLimit(this.opts.maxDowntimeMs, backlogMs, this.opts.controlOverheadMs ?? 0);
+    // QEMU's own rate (query-migrate mbps), the highest of the last samples: what it will use.
+    const qemuRate = (Math.max(...this.qemuMbps) * 1e6) / 8;
+    const factor = qemuRate > 0 ? rate / qemuRate : 1;
+    const limit = qemuDowntimeLimit(
+      this.opts.maxDowntimeMs,
+      backlogMs,
+      this.opts.controlOverheadMs ?? 0,
+      factor,
+    );
     if (Math.abs(limit - this.downtimeLimit) < 10) return;
     this.downtimeLimit = limit;
     await this.opts.qmp.migrateSetParameters({ 'downtime-limit': limit }).catch(() => undefined);
