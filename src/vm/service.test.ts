@@ -298,3 +298,57 @@ test('VM ids are UUID v7: valid, unique, and in creation order across millisecon
   for (let i = 10; i < ids.length; i += 10) assert.ok(ids[i - 10]! < ids[i]!, `${ids[i - 10]} < ${ids[i]}`);
   assert.equal(timeOrderedId(0x0123456789ab).slice(0, 13), '01234567-89ab');
 });
+
+test('operations on a row whose node is another node are refused, naming that node (no region)', async () => {
+  const store = await openStore({
+    type: 'sqlite',
+    path: ':memory:',
+    dataDir: '/tmp',
+    host: '',
+    port: 0,
+    database: '',
+    user: '',
+    password: '',
+    poolSize: 1,
+    ssl: false,
+  });
+  const service = new VmService({
+    store,
+    driver: new SimDriver(),
+    events: new EventBus({ keepRecent: 100 }),
+    logger: pino({ level: 'silent' }),
+    nodeId: 'n1',
+    vmsRoot: '/tmp/nc-vm-elsewhere-unused',
+    capacity: { cpus: 4, memoryMib: 4096, diskMib: 0 },
+    nodeLabels: {},
+    scheduler: { strategy: 'balanced' },
+    stopGraceMs: 0,
+    checkPaths: false,
+  });
+  try {
+    await service.create({ name: 'moved', cpus: 1, memoryMib: 64 });
+    // What a node keeps after migrating the VM to n2: the row points at n2.
+    const vm = (await store.vms.getByName('moved'))!;
+    await store.vms.update(vm.id, vm.generation, { node: 'n2' });
+    for (const op of [
+      () => service.stop('moved'),
+      () => service.start('moved'),
+      () => service.restart('moved'),
+      () => service.delete('moved'),
+    ]) {
+      await assert.rejects(op, (err: unknown) => {
+        assert.ok(err instanceof NovaCronError);
+        assert.equal(err.code, 'invalid_state');
+        assert.match(err.message, /vm moved runs on node n2, not on this node \(n1\)/);
+        return true;
+      });
+    }
+    // Nothing changed: the row is still there, running, on n2.
+    const after = (await store.vms.getByName('moved'))!;
+    assert.equal(after.node, 'n2');
+    assert.equal(after.state, 'running');
+  } finally {
+    await service.close();
+    await store.close();
+  }
+});
