@@ -426,13 +426,24 @@ export class MigrationManager implements DestinationHost {
   async view(id: string): Promise<MigrationView> {
     const r = await this.#o.store.migrations.get(id);
     if (!r) throw new NotFoundError('migration', id);
-    return migrationViewOf(r);
+    return this.#viewOf(r);
   }
 
   async list(filters: { vmId?: string } = {}): Promise<MigrationView[]> {
-    return (await this.#o.store.migrations.list(filters.vmId ? { vmId: filters.vmId } : {})).map(
-      migrationViewOf,
+    return (await this.#o.store.migrations.list(filters.vmId ? { vmId: filters.vmId } : {})).map((r) =>
+      this.#viewOf(r),
     );
+  }
+
+  /**
+   * In a shared database the target's commit marks the migration completed while this source is
+   * still quitting its QEMU and recording the figures: until then this node shows it in `commit`.
+   */
+  #viewOf(r: MigrationRecord): MigrationView {
+    const v = migrationViewOf(r);
+    if (v.state === 'completed' && this.#outgoing.has(r.id))
+      return { ...v, state: 'running', phase: 'commit' };
+    return v;
   }
 
   /** Cancels a running outgoing migration (rollback: the source keeps running). */

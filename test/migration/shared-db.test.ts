@@ -121,6 +121,8 @@ describe('live migration between two nodes sharing one PostgreSQL database', { s
       await new Promise((res) => setTimeout(res, 100));
     }
     assert.equal(m.state, 'completed', JSON.stringify(m));
+    // Completed as this (source) node reports it: after its QEMU quit and the figures were recorded.
+    assert.ok(m.totalMs !== null && m.downtimeMs !== null, JSON.stringify(m));
     assert.equal(await createdAt(), createdBefore, 'the VM row is the one created on n1');
 
     // The database: one row of the VM, on n2 and running; one allocation, on n2; one migration row.
