@@ -3,7 +3,8 @@
 // commit; no duplicate row, no allocation left on the source. Real QEMU (TCG), two `novacron start`
 // processes, a fresh database this test creates and drops.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -152,5 +153,45 @@ describe('live migration between two nodes sharing one PostgreSQL database', { s
     assert.equal(refused.status, 409, JSON.stringify(refused.json));
     assert.match(JSON.stringify(refused.json), /runs on node n2/);
     assert.equal((await api(nodes.n2!, 'POST', `/api/v1/vms/${vm.name}/stop`)).status, 200);
+  });
+  test('cold: the stopped VM keeps its one row, moved to n2 with its disk and allocation', async () => {
+    const n1 = nodes.n1!;
+    const disk = join(dirs.n1, 'shared-cold.raw');
+    writeFileSync(disk, Buffer.concat([randomBytes(2 * 2 ** 20), Buffer.alloc(2 * 2 ** 20)]));
+    const r = await api(n1, 'POST', '/api/v1/vms', {
+      name: 'shared-cold',
+      cpus: 1,
+      memoryMib: 64,
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      cmdline: guest.cmdline,
+      disks: [{ path: disk, format: 'raw' }],
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    const vm = r.json as { id: string };
+    assert.equal((await api(n1, 'POST', '/api/v1/vms/shared-cold/stop', { force: true })).status, 200);
+    const started = await api(n1, 'POST', '/api/v1/vms/shared-cold/migrate', { target: 'n2' });
+    assert.equal(started.status, 202, JSON.stringify(started.json));
+    const id = (started.json as { id: string }).id;
+    const deadline = Date.now() + 120_000;
+    let m: { state: string; totalMs: number | null };
+    for (;;) {
+      m = (await api(n1, 'GET', `/api/v1/migrations/${id}`)).json as typeof m;
+      if (['completed', 'failed', 'cancelled'].includes(m.state)) break;
+      assert.ok(Date.now() < deadline, `migration stuck: ${JSON.stringify(m)}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(m.state, 'completed', JSON.stringify(m));
+    await admin(database, async (c) => {
+      const rows = (await c.query('select node_id as node, state from vms where id = $1', [vm.id])).rows;
+      assert.deepEqual(rows, [{ node: 'n2', state: 'stopped' }]);
+      const allocs = (await c.query('select node_id from allocations where vm_id = $1', [vm.id])).rows;
+      assert.deepEqual(allocs, [{ node_id: 'n2' }]);
+    });
+    const onB = (await api(nodes.n2!, 'GET', '/api/v1/vms/shared-cold')).json as {
+      disks: { path: string }[];
+    };
+    assert.ok(onB.disks[0]!.path.startsWith(dirs.n2), onB.disks[0]!.path);
+    assert.equal((await api(nodes.n2!, 'DELETE', '/api/v1/vms/shared-cold')).status, 204);
   });
 });
