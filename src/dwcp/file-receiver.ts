@@ -16,7 +16,13 @@ import {
 } from '../errors.js';
 import { BlockKind, decodeRecord, materialize } from './encoding/record.js';
 import { decodeBundle } from './encoding/bundle.js';
-import { bitmapCount, decodeSimilarityQuery, matchSubBlocks, subBlockCount } from './encoding/patch.js';
+import {
+  SUB_BLOCK,
+  bitmapCount,
+  decodeSimilarityQuery,
+  matchSubBlocks,
+  subBlockCount,
+} from './encoding/patch.js';
 import { ChunkIndex, HAVE_PREFIX_BYTES, encodeManifestEntry, manifestBytes } from './chunk-index.js';
 import { AmstServer, type SessionHandler } from './transport/server.js';
 import type { ConnectionSecurity } from './transport/connection.js';
@@ -95,6 +101,8 @@ class FileSession implements SessionHandler {
   private progress: (() => void) | undefined;
   /** Bases of chunks a similarity query matched, by chunk offset, until their patch arrives. */
   private readonly patchBases = new Map<number, { file: string; offset: number }>();
+  /** Where the last similarity match lay in the old file, relative to the new offset. */
+  private lastMatch: { file: string; shift: number } | undefined;
 
   constructor(
     private readonly id: string,
@@ -155,20 +163,41 @@ class FileSession implements SessionHandler {
     const entries = decodeSimilarityQuery(Buffer.from(String(b.q ?? ''), 'base64'), MAX_HAVE_QUERY);
     const out: Buffer[] = [];
     for (const e of entries) {
-      const n = subBlockCount(e.length);
-      let bits: Buffer = Buffer.alloc(Math.ceil(n / 8));
+      const n = subBlockCount(e.length, e.phase);
+      let best: { bits: Buffer; count: number; file: string; offset: number } | undefined;
+      // Candidate bases: the old file lined up on the anchor, and on the shift of the last chunk
+      // that matched (an anchor whose content occurs several times may be located elsewhere).
       const loc = this.index.locate(e.anchor);
-      const at = loc ? loc.offset + (e.offset - e.anchorOffset) : -1;
-      if (loc && loc.file !== this.tempPath && at >= 0 && e.offset + e.length <= this.size) {
-        const base = this.index.readAt(loc.file, at, e.length);
-        if (base && base.length > 0) {
-          bits = matchSubBlocks(e.sub, e.length, base);
-          if (bitmapCount(bits, n) > 0) this.patchBases.set(e.offset, { file: loc.file, offset: at });
+      const candidates: { file: string; offset: number }[] = [];
+      if (loc && loc.file !== this.tempPath)
+        candidates.push({ file: loc.file, offset: loc.offset + (e.offset - e.anchorOffset) });
+      const last = this.lastMatch;
+      if (last && !candidates.some((c) => c.file === last.file && c.offset === e.offset + last.shift))
+        candidates.push({ file: last.file, offset: e.offset + last.shift });
+      if (e.offset + e.length <= this.size) {
+        for (const c of candidates) {
+          if (c.offset < 0) continue;
+          const base = this.index.readAt(c.file, c.offset, e.length);
+          if (!base || base.length === 0) continue;
+          const bits = matchSubBlocks(e.sub, e.length, base, e.phase);
+          const count = bitmapCount(bits, n);
+          if (count > 0 && (!best || count > best.count)) best = { bits, count, ...c };
+          if (best && best.count === n) break;
         }
       }
-      out.push(bits);
+      if (best) {
+        this.patchBases.set(e.offset, { file: best.file, offset: best.offset });
+        this.lastMatch = { file: best.file, shift: best.offset - e.offset };
+      }
+      out.push(best ? best.bits : Buffer.alloc(Math.ceil(n / 8)));
     }
-    return { bits: Buffer.concat(out).toString('base64') };
+    // The shift (mod SUB_BLOCK) between new and old offsets at the last match: the sender phases
+    // its next sub-block grids with it.
+    const m = this.lastMatch;
+    return {
+      bits: Buffer.concat(out).toString('base64'),
+      ...(m ? { s: ((m.shift % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK } : {}),
+    };
   }
 
   private patchBase(offset: number, length: number): Buffer | undefined {

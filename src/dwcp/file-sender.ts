@@ -12,6 +12,7 @@ import { hashBlock, isZeroBlock } from './encoding/hash.js';
 import { BLOCK_CLASS, BlockKind, encodeBlock, patchRecord, type BlockClass } from './encoding/record.js';
 import {
   MIN_PATCH_CHUNK,
+  SUB_BLOCK,
   bitmapCount,
   encodePatchBody,
   encodeSimilarityQuery,
@@ -86,7 +87,13 @@ const NO_CODEC: CodecChoice = { codec: 'none', level: 0 };
 /** What the receiver said about a batch: have-bits (one per hashed chunk) and patch bitmaps by chunk index. */
 interface BatchReply {
   readonly bits: Buffer;
-  readonly patches: Map<number, Buffer>;
+  readonly patches: Map<number, PatchPlan>;
+}
+
+/** The receiver's answer for one chunk: which sub-blocks of the grid with this phase it holds. */
+interface PatchPlan {
+  readonly bits: Buffer;
+  readonly phase: number;
 }
 
 interface Batch {
@@ -148,10 +155,13 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       return Buffer.from(bits, 'base64');
     };
 
+    // Shift (mod SUB_BLOCK) between a chunk's offset here and its base in the receiver's old file,
+    // from the latest answer: sub-block grids are phased to the old file's 512-byte multiples.
+    let baseShift = 0;
     // Chunks the receiver lacks, next to chunks it holds, are probably changed versions of what it
     // holds there: ask which of their sub-blocks it has (encoding/patch.ts).
-    const similar = async (b: Omit<Batch, 'held'>, held: boolean[]): Promise<Map<number, Buffer>> => {
-      const patches = new Map<number, Buffer>();
+    const similar = async (b: Omit<Batch, 'held'>, held: boolean[]): Promise<Map<number, PatchPlan>> => {
+      const patches = new Map<number, PatchPlan>();
       if (opts.patches === false) return patches;
       const n = b.chunks.length;
       const prev: number[] = new Array<number>(n).fill(-1);
@@ -172,12 +182,14 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         // Nearest held neighbour, the previous one first (a chunk after an insert lines up on it).
         const a = prev[i]! >= 0 ? prev[i]! : next[i]!;
         if (a < 0) continue;
+        const phase = (((c.offset + baseShift) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK;
         entries.push({
           offset: c.offset,
           length: c.data.length,
           anchor: b.hashes[a]!,
           anchorOffset: b.chunks[a]!.offset,
-          sub: subBlockHashes(c.data),
+          phase,
+          sub: subBlockHashes(c.data, phase),
         });
         which.push(i);
       }
@@ -185,14 +197,17 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       const r = await amst.request({ t: 'sim', q: encodeSimilarityQuery(entries).toString('base64') });
       const bitsB64 = (r as { bits?: unknown } | null)?.bits;
       if (typeof bitsB64 !== 'string') throw new ProtocolError('sim: reply without bits');
+      const shift = (r as { s?: unknown }).s;
+      if (typeof shift === 'number' && Number.isInteger(shift) && shift >= 0 && shift < SUB_BLOCK)
+        baseShift = shift;
       const all = Buffer.from(bitsB64, 'base64');
       let p = 0;
       for (let k = 0; k < entries.length; k++) {
-        const sb = subBlockCount(entries[k]!.length);
+        const sb = subBlockCount(entries[k]!.length, entries[k]!.phase);
         const bm = all.subarray(p, p + Math.ceil(sb / 8));
         p += Math.ceil(sb / 8);
         if (bm.length !== Math.ceil(sb / 8)) throw new ProtocolError('sim: reply too short');
-        if (bitmapCount(bm, sb) > 0) patches.set(which[k]!, bm);
+        if (bitmapCount(bm, sb) > 0) patches.set(which[k]!, { bits: bm, phase: entries[k]!.phase });
       }
       return patches;
     };
@@ -206,7 +221,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         held.push(h !== undefined && ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0);
         if (h) q++;
       }
-      const patches = heldByReceiver === 0 ? new Map<number, Buffer>() : await similar(b, held);
+      const patches = heldByReceiver === 0 ? new Map<number, PatchPlan>() : await similar(b, held);
       return { bits, patches };
     };
 
@@ -264,7 +279,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         const enc: { kind: BlockKind; bytes: Buffer } = bm
           ? {
               kind: BlockKind.Patch,
-              bytes: patchRecord(c.offset, c.data.length, h!, encodePatchBody(c.data, bm)),
+              bytes: patchRecord(c.offset, c.data.length, h!, encodePatchBody(c.data, bm.bits, bm.phase)),
             }
           : encodeBlock(c.offset, c.data, { receiverHas: () => held, codec: NO_CODEC }, h);
         const cls = BLOCK_CLASS[enc.kind];
@@ -302,7 +317,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       const b: Batch = {
         chunks: cs,
         hashes,
-        held: Promise.resolve({ bits: Buffer.alloc(0), patches: new Map<number, Buffer>() }),
+        held: Promise.resolve({ bits: Buffer.alloc(0), patches: new Map<number, PatchPlan>() }),
       };
       b.held = query(b);
       b.held.catch(() => {}); // observed in emit; avoid an unhandled rejection meanwhile

@@ -51,9 +51,17 @@ describe('HDE patches', () => {
         length: a.length,
         anchor: randomBytes(32),
         anchorOffset: 100000,
-        sub: subBlockHashes(a),
+        phase: 300,
+        sub: subBlockHashes(a, 300),
       },
-      { offset: 7, length: b.length, anchor: randomBytes(32), anchorOffset: 0, sub: subBlockHashes(b) },
+      {
+        offset: 7,
+        length: b.length,
+        anchor: randomBytes(32),
+        anchorOffset: 0,
+        phase: 0,
+        sub: subBlockHashes(b),
+      },
     ];
     const back = decodeSimilarityQuery(encodeSimilarityQuery(entries));
     assert.equal(back.length, 2);
@@ -61,6 +69,7 @@ describe('HDE patches', () => {
       assert.equal(back[i]!.offset, entries[i]!.offset);
       assert.equal(back[i]!.length, entries[i]!.length);
       assert.equal(back[i]!.anchorOffset, entries[i]!.anchorOffset);
+      assert.equal(back[i]!.phase, entries[i]!.phase);
       assert.ok(back[i]!.anchor.equals(entries[i]!.anchor.subarray(0, 16)));
       assert.ok(back[i]!.sub.equals(entries[i]!.sub));
     }
@@ -72,11 +81,34 @@ describe('HDE patches', () => {
     randomBytes(4096).copy(chunk, 5000); // a 4 KiB block rewritten across sub-block edges
     const bits = matchSubBlocks(subBlockHashes(chunk), chunk.length, base);
     const n = subBlockCount(chunk.length);
-    // Sub-blocks 9..17 overlap [5000, 9096); the other 17 match.
-    assert.equal(bitmapCount(bits, n), n - 9);
+    // The sub-blocks overlapping [5000, 9096) differ; the others match.
+    const straddled = Math.floor((9096 - 1) / SUB_BLOCK) - Math.floor(5000 / SUB_BLOCK) + 1;
+    assert.equal(bitmapCount(bits, n), n - straddled);
     const body = encodePatchBody(chunk, bits);
-    assert.ok(body.length <= 9 * SUB_BLOCK + 4, `patch body ${body.length} B`);
+    assert.ok(body.length <= straddled * SUB_BLOCK + 2 + Math.ceil(n / 8), `patch body ${body.length} B`);
     assert.ok(applyPatchBody(body, chunk.length, base).equals(chunk));
+  });
+
+  it('a grid phased to the base costs exactly the rewritten 4 KiB block', () => {
+    // The chunk starts 300 bytes past a sub-block multiple of the old file; the rewrite is aligned
+    // there (as a filesystem block is), i.e. at chunk position 4096 - 300.
+    const base = randomBytes(16 * 1024);
+    const chunk = Buffer.from(base);
+    randomBytes(4096).copy(chunk, 4096 - 300);
+    const phase = 300;
+    const n = subBlockCount(chunk.length, phase);
+    assert.equal(n, 1 + Math.ceil((chunk.length - (SUB_BLOCK - phase)) / SUB_BLOCK));
+    const bits = matchSubBlocks(subBlockHashes(chunk, phase), chunk.length, base, phase);
+    assert.equal(bitmapCount(bits, n), n - 4096 / SUB_BLOCK);
+    const body = encodePatchBody(chunk, bits, phase);
+    assert.equal(body.length, 2 + Math.ceil(n / 8) + 4096);
+    assert.ok(applyPatchBody(body, chunk.length, base).equals(chunk));
+    // Unphased, the same rewrite straddles one sub-block more.
+    const bits0 = matchSubBlocks(subBlockHashes(chunk), chunk.length, base);
+    assert.equal(
+      subBlockCount(chunk.length) - bitmapCount(bits0, subBlockCount(chunk.length)),
+      4096 / SUB_BLOCK + 1,
+    );
   });
 
   it('rebuilds the chunk exactly for random edits, lengths and base lengths (property)', () => {
@@ -87,9 +119,13 @@ describe('HDE patches', () => {
       const chunk = edit(base.subarray(0, Math.min(base.length, len)), r);
       const full = chunk.length < len ? Buffer.concat([chunk, randomBytes(len - chunk.length)]) : chunk;
       const lined = base.subarray(0, r(2) ? base.length : Math.max(0, base.length - r(2000)));
-      const bits = matchSubBlocks(subBlockHashes(full), full.length, lined);
-      const rebuilt = applyPatchBody(encodePatchBody(full, bits), full.length, lined);
-      assert.ok(rebuilt.equals(full), `case ${t}: length ${full.length}, base ${lined.length}`);
+      const phase = r(2) ? 0 : r(SUB_BLOCK);
+      const bits = matchSubBlocks(subBlockHashes(full, phase), full.length, lined, phase);
+      const rebuilt = applyPatchBody(encodePatchBody(full, bits, phase), full.length, lined);
+      assert.ok(
+        rebuilt.equals(full),
+        `case ${t}: length ${full.length}, base ${lined.length}, phase ${phase}`,
+      );
     }
   });
 
@@ -106,13 +142,27 @@ describe('HDE patches', () => {
     );
     assert.throws(() => applyPatchBody(body, chunk.length, base.subarray(0, 2000)), ProtocolError);
     const q = encodeSimilarityQuery([
-      { offset: 0, length: 4096, anchor: randomBytes(16), anchorOffset: 0, sub: subBlockHashes(chunk) },
+      {
+        offset: 0,
+        length: 4096,
+        anchor: randomBytes(16),
+        anchorOffset: 0,
+        phase: 0,
+        sub: subBlockHashes(chunk),
+      },
     ]);
     assert.throws(() => decodeSimilarityQuery(q.subarray(0, q.length - 1)), ProtocolError);
     assert.throws(() => decodeSimilarityQuery(q.subarray(0, 10)), ProtocolError);
     const zeroLen = Buffer.from(q);
     zeroLen.writeUInt32BE(0, 8);
     assert.throws(() => decodeSimilarityQuery(zeroLen), ProtocolError);
+    const badPhase = Buffer.from(q);
+    badPhase.writeUInt16BE(SUB_BLOCK, 36); // phase field of the first entry
+    assert.throws(() => decodeSimilarityQuery(badPhase), ProtocolError);
+    const badBodyPhase = Buffer.from(body);
+    badBodyPhase.writeUInt16BE(SUB_BLOCK, 0);
+    assert.throws(() => applyPatchBody(badBodyPhase, chunk.length, base), ProtocolError);
+    assert.throws(() => applyPatchBody(body.subarray(0, 1), chunk.length, base), ProtocolError);
   });
 
   it('a patch record over the wrong base fails its hash check', () => {

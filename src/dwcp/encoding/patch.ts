@@ -6,33 +6,56 @@
 // bitmap of the ones that match. The chunk then goes as a patch record: the bitmap plus only the
 // sub-blocks that did not match. The receiver rebuilds it from its old bytes and verifies the
 // chunk's SHA-256 like any other record. Pure: no I/O.
+//
+// The sub-block grid has a phase: boundaries fall where (position in the chunk + phase) is a
+// multiple of SUB_BLOCK. The sender picks the phase that puts them on 512-byte multiples of the
+// receiver's old file (it learns the shift between the two files from earlier answers), so a
+// rewritten, aligned 4 KiB disk block costs 8 sub-blocks instead of the 9 it straddles otherwise.
 import { hash } from 'node:crypto';
 import { ProtocolError } from '../../errors.js';
 
 /** Sub-block size of patches. */
-export const SUB_BLOCK = 512;
+export const SUB_BLOCK = 1024;
 /** Bytes of SHA-256 kept per sub-block in a similarity query (48 bits: a false match in a 1 TB transfer is ~1e-6 likely, and is caught by the chunk hash). */
 export const SUB_HASH_BYTES = 6;
 /** Chunks shorter than this are not worth a query. */
 export const MIN_PATCH_CHUNK = 2 * SUB_BLOCK;
 /** Bytes of an anchor's SHA-256 in a query (as in have-queries; the receiver's index is keyed by them). */
 export const ANCHOR_PREFIX_BYTES = 16;
-const ENTRY_FIXED = 8 + 4 + ANCHOR_PREFIX_BYTES + 8;
+const ENTRY_FIXED = 8 + 4 + ANCHOR_PREFIX_BYTES + 8 + 2;
 /** Largest chunk a query entry may describe (the CDC maximum is 64 KiB). */
 const MAX_ENTRY_LENGTH = 1 << 20;
 
-export function subBlockCount(length: number): number {
-  return Math.ceil(length / SUB_BLOCK);
+function checkPhase(phase: number): void {
+  if (!Number.isInteger(phase) || phase < 0 || phase >= SUB_BLOCK)
+    throw new RangeError(`bad sub-block phase ${phase}`);
 }
 
-/** The short hashes of `data`'s sub-blocks, concatenated. */
-export function subBlockHashes(data: Uint8Array): Buffer {
-  const n = subBlockCount(data.length);
+/** Length of the first sub-block of a grid with this phase (the others are SUB_BLOCK but the last). */
+function firstSubBlock(phase: number): number {
+  return phase === 0 ? SUB_BLOCK : SUB_BLOCK - phase;
+}
+
+export function subBlockCount(length: number, phase = 0): number {
+  if (length <= 0) return 0;
+  const f = firstSubBlock(phase);
+  return f >= length ? 1 : 1 + Math.ceil((length - f) / SUB_BLOCK);
+}
+
+/** Start of sub-block `i` of a grid with this phase. */
+function subStart(i: number, phase: number): number {
+  return i === 0 ? 0 : firstSubBlock(phase) + (i - 1) * SUB_BLOCK;
+}
+
+/** The short hashes of `data`'s sub-blocks on the grid with this phase, concatenated. */
+export function subBlockHashes(data: Uint8Array, phase = 0): Buffer {
+  checkPhase(phase);
+  const n = subBlockCount(data.length, phase);
   const out = Buffer.allocUnsafe(n * SUB_HASH_BYTES);
   for (let i = 0; i < n; i++) {
     const h = hash(
       'sha256',
-      data.subarray(i * SUB_BLOCK, Math.min(data.length, (i + 1) * SUB_BLOCK)),
+      data.subarray(subStart(i, phase), Math.min(data.length, subStart(i + 1, phase))),
       'buffer',
     );
     h.copy(out, i * SUB_HASH_BYTES, 0, SUB_HASH_BYTES);
@@ -48,7 +71,9 @@ export interface SimilarityEntry {
   /** Hash prefix of a nearby chunk the receiver holds, and that chunk's offset in the new file. */
   readonly anchor: Buffer;
   readonly anchorOffset: number;
-  /** `subBlockHashes` of the chunk. */
+  /** Phase of the sub-block grid (0 ≤ phase < SUB_BLOCK). */
+  readonly phase: number;
+  /** `subBlockHashes(chunk, phase)`. */
   readonly sub: Buffer;
 }
 
@@ -59,12 +84,14 @@ export function encodeSimilarityQuery(entries: readonly SimilarityEntry[]): Buff
   let p = 0;
   for (const e of entries) {
     if (e.anchor.length < ANCHOR_PREFIX_BYTES) throw new RangeError('anchor prefix too short');
-    if (e.sub.length !== subBlockCount(e.length) * SUB_HASH_BYTES)
+    checkPhase(e.phase);
+    if (e.sub.length !== subBlockCount(e.length, e.phase) * SUB_HASH_BYTES)
       throw new RangeError('sub-block hashes do not fit the length');
     out.writeBigUInt64BE(BigInt(e.offset), p);
     out.writeUInt32BE(e.length, p + 8);
     e.anchor.copy(out, p + 12, 0, ANCHOR_PREFIX_BYTES);
     out.writeBigUInt64BE(BigInt(e.anchorOffset), p + 12 + ANCHOR_PREFIX_BYTES);
+    out.writeUInt16BE(e.phase, p + 20 + ANCHOR_PREFIX_BYTES);
     p += ENTRY_FIXED;
     e.sub.copy(out, p);
     p += e.sub.length;
@@ -83,31 +110,34 @@ export function decodeSimilarityQuery(buf: Buffer, maxEntries = 65536): Similari
     const length = buf.readUInt32BE(p + 8);
     const anchor = Buffer.from(buf.subarray(p + 12, p + 12 + ANCHOR_PREFIX_BYTES));
     const anchorOffset = Number(buf.readBigUInt64BE(p + 12 + ANCHOR_PREFIX_BYTES));
+    const phase = buf.readUInt16BE(p + 20 + ANCHOR_PREFIX_BYTES);
+    if (phase >= SUB_BLOCK) throw new ProtocolError(`similarity query: phase out of range: ${phase}`);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(anchorOffset))
       throw new ProtocolError('similarity query: offset beyond 2^53');
     if (length === 0 || length > MAX_ENTRY_LENGTH)
       throw new ProtocolError(`similarity query: length out of range: ${length}`);
     p += ENTRY_FIXED;
-    const n = subBlockCount(length) * SUB_HASH_BYTES;
+    const n = subBlockCount(length, phase) * SUB_HASH_BYTES;
     if (p + n > buf.length) throw new ProtocolError('similarity query: truncated sub-block hashes');
-    out.push({ offset, length, anchor, anchorOffset, sub: buf.subarray(p, p + n) });
+    out.push({ offset, length, anchor, anchorOffset, phase, sub: buf.subarray(p, p + n) });
     p += n;
   }
   return out;
 }
 
 /**
- * Bitmap (LSB first) of the sub-blocks of a chunk described by `sub` whose hash equals that of the
- * bytes at the same position in `base` (the receiver's old bytes lined up on the anchor; it may be
- * shorter than the chunk near the end of the old file).
+ * Bitmap (LSB first) of the sub-blocks (grid of this phase) of a chunk described by `sub` whose hash
+ * equals that of the bytes at the same position in `base` (the receiver's old bytes lined up on the
+ * anchor; it may be shorter than the chunk near the end of the old file).
  */
-export function matchSubBlocks(sub: Buffer, length: number, base: Uint8Array): Buffer {
-  const n = subBlockCount(length);
+export function matchSubBlocks(sub: Buffer, length: number, base: Uint8Array, phase = 0): Buffer {
+  const n = subBlockCount(length, phase);
   const bits = Buffer.alloc(Math.ceil(n / 8));
-  const mine = subBlockHashes(base.subarray(0, Math.min(base.length, length)));
+  const mine = subBlockHashes(base.subarray(0, Math.min(base.length, length)), phase);
   for (let i = 0; i < n; i++) {
-    const want = Math.min(SUB_BLOCK, length - i * SUB_BLOCK);
-    const have = Math.min(SUB_BLOCK, base.length - i * SUB_BLOCK);
+    const start = subStart(i, phase);
+    const want = Math.min(subStart(i + 1, phase), length) - start;
+    const have = Math.min(subStart(i + 1, phase), base.length) - start;
     if (have !== want) continue; // a short tail of the base cannot stand for a full sub-block
     if (
       sub.compare(
@@ -129,15 +159,18 @@ export function bitmapCount(bits: Uint8Array, n: number): number {
   return c;
 }
 
-/** The patch body: bitmap then the sub-blocks whose bit is clear, in order. */
-export function encodePatchBody(data: Uint8Array, bits: Uint8Array): Buffer {
-  const n = subBlockCount(data.length);
+/** The patch body: the grid's phase (2 bytes), the bitmap, then the sub-blocks whose bit is clear, in order. */
+export function encodePatchBody(data: Uint8Array, bits: Uint8Array, phase = 0): Buffer {
+  checkPhase(phase);
+  const n = subBlockCount(data.length, phase);
   const bm = Math.ceil(n / 8);
-  const parts: Uint8Array[] = [bits.subarray(0, bm)];
-  let size = bm;
+  const head = Buffer.allocUnsafe(2);
+  head.writeUInt16BE(phase, 0);
+  const parts: Uint8Array[] = [head, bits.subarray(0, bm)];
+  let size = 2 + bm;
   for (let i = 0; i < n; i++) {
     if ((bits[i >> 3]! >> (i & 7)) & 1) continue;
-    const s = data.subarray(i * SUB_BLOCK, Math.min(data.length, (i + 1) * SUB_BLOCK));
+    const s = data.subarray(subStart(i, phase), Math.min(data.length, subStart(i + 1, phase)));
     parts.push(s);
     size += s.length;
   }
@@ -149,15 +182,18 @@ export function encodePatchBody(data: Uint8Array, bits: Uint8Array): Buffer {
  * body does not fit the length (the caller verifies the chunk's hash).
  */
 export function applyPatchBody(body: Buffer, length: number, base: Uint8Array): Buffer {
-  const n = subBlockCount(length);
+  if (body.length < 2) throw new ProtocolError('patch body shorter than its header');
+  const phase = body.readUInt16BE(0);
+  if (phase >= SUB_BLOCK) throw new ProtocolError(`patch body: phase out of range: ${phase}`);
+  const n = subBlockCount(length, phase);
   const bm = Math.ceil(n / 8);
-  if (body.length < bm) throw new ProtocolError('patch body shorter than its bitmap');
+  if (body.length < 2 + bm) throw new ProtocolError('patch body shorter than its bitmap');
   const out = Buffer.allocUnsafe(length);
-  let p = bm;
+  let p = 2 + bm;
   for (let i = 0; i < n; i++) {
-    const start = i * SUB_BLOCK;
-    const size = Math.min(SUB_BLOCK, length - start);
-    if ((body[i >> 3]! >> (i & 7)) & 1) {
+    const start = subStart(i, phase);
+    const size = Math.min(subStart(i + 1, phase), length) - start;
+    if ((body[2 + (i >> 3)]! >> (i & 7)) & 1) {
       if (base.length < start + size) throw new ProtocolError('patch refers past the end of its base');
       out.set(base.subarray(start, start + size), start);
     } else {
