@@ -156,7 +156,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     };
 
     // Shift (mod SUB_BLOCK) between a chunk's offset here and its base in the receiver's old file,
-    // from the latest answer: sub-block grids are phased to the old file's 512-byte multiples.
+    // from the latest answer: sub-block grids are phased to the old file's SUB_BLOCK multiples.
     let baseShift = 0;
     // Chunks the receiver lacks, next to chunks it holds, are probably changed versions of what it
     // holds there: ask which of their sub-blocks it has (encoding/patch.ts).

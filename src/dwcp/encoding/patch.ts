@@ -1,6 +1,6 @@
 // Sub-chunk deltas for files (HDE "patch"): a changed content-defined chunk usually differs from the
 // receiver's old bytes at the same place in only a few KiB. The sender does not hold those old
-// bytes, so it asks: it sends short hashes of the chunk's 512-byte sub-blocks together with an
+// bytes, so it asks: it sends short hashes of the chunk's 1 KiB sub-blocks together with an
 // anchor (a neighbouring chunk the receiver holds, and where that chunk sits in the new file); the
 // receiver lines the old file up on the anchor, hashes its own sub-blocks there and answers with a
 // bitmap of the ones that match. The chunk then goes as a patch record: the bitmap plus only the
@@ -8,9 +8,9 @@
 // chunk's SHA-256 like any other record. Pure: no I/O.
 //
 // The sub-block grid has a phase: boundaries fall where (position in the chunk + phase) is a
-// multiple of SUB_BLOCK. The sender picks the phase that puts them on 512-byte multiples of the
+// multiple of SUB_BLOCK. The sender picks the phase that puts them on SUB_BLOCK multiples of the
 // receiver's old file (it learns the shift between the two files from earlier answers), so a
-// rewritten, aligned 4 KiB disk block costs 8 sub-blocks instead of the 9 it straddles otherwise.
+// rewritten, aligned 4 KiB disk block costs 4 sub-blocks instead of the 5 it straddles otherwise.
 import { hash } from 'node:crypto';
 import { ProtocolError } from '../../errors.js';
 
