@@ -147,11 +147,18 @@ class FileSession implements SessionHandler {
       throw new ProtocolError('have: bad hash list');
     const n = raw.length / HAVE_PREFIX_BYTES;
     const bits = Buffer.alloc(Math.ceil(n / 8));
+    // For each held chunk, its offset mod SUB_BLOCK: the sender phases patch grids with it.
+    const mods: number[] = [];
     for (let i = 0; i < n; i++) {
-      if (this.index.hasPrefix(raw.toString('hex', i * HAVE_PREFIX_BYTES, (i + 1) * HAVE_PREFIX_BYTES)))
+      const loc = this.index.locate(raw.subarray(i * HAVE_PREFIX_BYTES, (i + 1) * HAVE_PREFIX_BYTES));
+      if (loc) {
         bits[i >> 3]! |= 1 << (i & 7);
+        mods.push(loc.offset % SUB_BLOCK);
+      }
     }
-    return { bits: bits.toString('base64') };
+    const m = Buffer.allocUnsafe(mods.length * 2);
+    mods.forEach((v, i) => m.writeUInt16BE(v, i * 2));
+    return { bits: bits.toString('base64'), m: m.toString('base64') };
   }
 
   /**

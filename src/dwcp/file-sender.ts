@@ -146,13 +146,25 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       opts.onProgress?.({ bytes: logical, total: size, wireBytes: st.wireBytes, streams: st.streams });
     };
 
-    const haveBits = async (b: Omit<Batch, 'held'>, heldByReceiver: number): Promise<Buffer> => {
+    // Have-bits, and for each held chunk where it lies in the receiver's file (mod SUB_BLOCK): the
+    // phase of the sub-block grids of patches anchored on it.
+    const haveBits = async (
+      b: Omit<Batch, 'held'>,
+      heldByReceiver: number,
+    ): Promise<{ bits: Buffer; mods: number[] | undefined }> => {
       const prefixes = b.hashes.flatMap((h) => (h ? [h.subarray(0, HAVE_PREFIX_BYTES)] : []));
-      if (prefixes.length === 0 || heldByReceiver === 0) return Buffer.alloc(0);
+      if (prefixes.length === 0 || heldByReceiver === 0) return { bits: Buffer.alloc(0), mods: undefined };
       const r = await amst.request({ t: 'have', h: Buffer.concat(prefixes).toString('base64') });
       const bits = (r as { bits?: unknown } | null)?.bits;
       if (typeof bits !== 'string') throw new ProtocolError('have: reply without bits');
-      return Buffer.from(bits, 'base64');
+      const m = (r as { m?: unknown }).m;
+      let mods: number[] | undefined;
+      if (typeof m === 'string') {
+        const raw = Buffer.from(m, 'base64');
+        mods = [];
+        for (let i = 0; i + 2 <= raw.length; i += 2) mods.push(raw.readUInt16BE(i) % SUB_BLOCK);
+      }
+      return { bits: Buffer.from(bits, 'base64'), mods };
     };
 
     // Shift (mod SUB_BLOCK) between a chunk's offset here and its base in the receiver's old file,
@@ -160,7 +172,11 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     let baseShift = 0;
     // Chunks the receiver lacks, next to chunks it holds, are probably changed versions of what it
     // holds there: ask which of their sub-blocks it has (encoding/patch.ts).
-    const similar = async (b: Omit<Batch, 'held'>, held: boolean[]): Promise<Map<number, PatchPlan>> => {
+    const similar = async (
+      b: Omit<Batch, 'held'>,
+      held: boolean[],
+      heldMod: (number | undefined)[],
+    ): Promise<Map<number, PatchPlan>> => {
       const patches = new Map<number, PatchPlan>();
       if (opts.patches === false) return patches;
       const n = b.chunks.length;
@@ -182,7 +198,12 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         // Nearest held neighbour, the previous one first (a chunk after an insert lines up on it).
         const a = prev[i]! >= 0 ? prev[i]! : next[i]!;
         if (a < 0) continue;
-        const phase = (((c.offset + baseShift) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK;
+        // The anchor's place in the old file fixes the grid; without it, the last reported shift.
+        const am = heldMod[a];
+        const phase =
+          am !== undefined
+            ? (((am + c.offset - b.chunks[a]!.offset) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK
+            : (((c.offset + baseShift) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK;
         entries.push({
           offset: c.offset,
           length: c.data.length,
@@ -214,14 +235,19 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
 
     const query = async (b: Omit<Batch, 'held'>): Promise<BatchReply> => {
       const heldByReceiver = await opened;
-      const bits = await haveBits(b, heldByReceiver);
+      const { bits, mods } = await haveBits(b, heldByReceiver);
       const held: boolean[] = [];
+      const heldMod: (number | undefined)[] = [];
       let q = 0;
+      let k = 0;
       for (const h of b.hashes) {
-        held.push(h !== undefined && ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0);
+        const has = h !== undefined && ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0;
+        held.push(has);
+        heldMod.push(has ? mods?.[k] : undefined);
+        if (has) k++;
         if (h) q++;
       }
-      const patches = heldByReceiver === 0 ? new Map<number, PatchPlan>() : await similar(b, held);
+      const patches = heldByReceiver === 0 ? new Map<number, PatchPlan>() : await similar(b, held, heldMod);
       return { bits, patches };
     };
 
