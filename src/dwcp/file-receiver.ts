@@ -163,7 +163,7 @@ class FileSession implements SessionHandler {
 
   /**
    * Answers a similarity query (see encoding/patch.ts): for each chunk, lines the old file up on
-   * the anchor chunk and reports which 1 KiB sub-blocks it already holds there. Remembers the
+   * the anchor chunk and reports which 2 KiB sub-blocks it already holds there. Remembers the
    * base of each chunk with a match for the patch record that follows.
    */
   private similar(b: Record<string, unknown>): unknown {

@@ -129,7 +129,7 @@ describe('DWCP file transfer (loopback)', () => {
     writeFileSync(join(work, 'phased.img'), v1);
     await sendFile(join(work, 'phased.img'), opts());
     // 32 aligned 4 KiB blocks rewritten in the random regions, then 1000 bytes inserted before all
-    // of them: every rewrite sits 1000 bytes off the new file's 1 KiB grid, so only a grid phased
+    // of them: every rewrite sits 1000 bytes off the new file's 2 KiB sub-block grid, so only a grid phased
     // by the shift the receiver reports costs no more than the rewritten bytes.
     const mid = Buffer.from(v1);
     let changed = 0;
@@ -144,7 +144,7 @@ describe('DWCP file transfer (loopback)', () => {
     assert.equal(sha(readFileSync(join(dest, 'phased.img'))), sha(v2));
     assert.ok(s2.chunks.delta > 0, `patch records: ${JSON.stringify(s2.chunks)}`);
     const newBytes = changed * 4096 + 1000;
-    // Unphased 1 KiB sub-blocks cost 5 KiB per rewrite (1.25×; about 190 KB here, phased about 157 KB).
+    // Unphased 2 KiB sub-blocks cost 6 KiB per aligned 4 KiB rewrite (1.5×); phased, about 154 KB here.
     assert.ok(
       s2.wireBytes < newBytes * 1.06 + 24 * 1024,
       `second send cost ${s2.wireBytes} B on the wire for ${newBytes} B of new data`,

@@ -1,6 +1,6 @@
 // Sub-chunk deltas for files (HDE "patch"): a changed content-defined chunk usually differs from the
 // receiver's old bytes at the same place in only a few KiB. The sender does not hold those old
-// bytes, so it asks: it sends short hashes of the chunk's 1 KiB sub-blocks together with an
+// bytes, so it asks: it sends short hashes of the chunk's 2 KiB sub-blocks together with an
 // anchor (a neighbouring chunk the receiver holds, and where that chunk sits in the new file); the
 // receiver lines the old file up on the anchor, hashes its own sub-blocks there and answers with a
 // bitmap of the ones that match. The chunk then goes as a patch record: the bitmap plus only the
@@ -10,16 +10,16 @@
 // The sub-block grid has a phase: boundaries fall where (position in the chunk + phase) is a
 // multiple of SUB_BLOCK. The sender picks the phase that puts them on SUB_BLOCK multiples of the
 // receiver's old file (it learns the shift between the two files from earlier answers), so a
-// rewritten, aligned 4 KiB disk block costs 4 sub-blocks instead of the 5 it straddles otherwise.
+// rewritten, aligned 4 KiB disk block costs 2 sub-blocks instead of the 3 it straddles otherwise.
 import { hash } from 'node:crypto';
 import { ProtocolError } from '../../errors.js';
 
 /** Sub-block size of patches. */
-export const SUB_BLOCK = 1024;
+export const SUB_BLOCK = 2048;
 /** Bytes of SHA-256 kept per sub-block in a similarity query (48 bits: a false match in a 1 TB transfer is ~1e-6 likely, and is caught by the chunk hash). */
 export const SUB_HASH_BYTES = 6;
-/** Chunks shorter than this are not worth a query. */
-export const MIN_PATCH_CHUNK = 2 * SUB_BLOCK;
+/** Chunks shorter than this are not worth a query (the CDC minimum). */
+export const MIN_PATCH_CHUNK = 2048;
 /** Bytes of an anchor's SHA-256 in a query (as in have-queries; the receiver's index is keyed by them). */
 export const ANCHOR_PREFIX_BYTES = 16;
 const ENTRY_FIXED = 8 + 4 + ANCHOR_PREFIX_BYTES + 8 + 2;
