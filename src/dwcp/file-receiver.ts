@@ -16,6 +16,7 @@ import {
 } from '../errors.js';
 import { BlockKind, decodeRecord, materialize } from './encoding/record.js';
 import { decodeBundle } from './encoding/bundle.js';
+import { decodeKnownRun, isKnownRun, materializeKnownRun } from './encoding/known-run.js';
 import {
   SUB_BLOCK,
   bitmapCount,
@@ -237,6 +238,22 @@ class FileSession implements SessionHandler {
     };
     let lastEnd = -1;
     for (const bytes of decodeBundle(payload)) {
+      if (isKnownRun(bytes)) {
+        const run = decodeKnownRun(bytes);
+        if (run.offset + run.length > this.size)
+          throw new IntegrityError(`record ${run.offset}+${run.length} beyond the file size ${this.size}`);
+        lastEnd = run.offset + run.length;
+        for (const part of materializeKnownRun(run, (h, len) => this.index.read(h, len))) {
+          if (part.offset !== runEnd) {
+            await flush();
+            runStart = part.offset;
+          }
+          parts.push(part.data);
+          runEnd = part.offset + part.data.length;
+          written.push({ hash: part.hash, offset: part.offset, length: part.data.length });
+        }
+        continue;
+      }
       const rec = decodeRecord(bytes);
       if (rec.offset + rec.length > this.size) {
         throw new IntegrityError(`record ${rec.offset}+${rec.length} beyond the file size ${this.size}`);

@@ -20,6 +20,7 @@ import {
   subBlockHashes,
   type SimilarityEntry,
 } from './encoding/patch.js';
+import { KNOWN_RUN_MAX_PARTS, encodeKnownRun, type KnownRunPart } from './encoding/known-run.js';
 import { BUNDLE_TARGET_BYTES, packBundle, sealBundle } from './encoding/bundle.js';
 import { CompressPool } from './encoding/compress-pool.js';
 import { HAVE_PREFIX_BYTES } from './chunk-index.js';
@@ -290,6 +291,16 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     const emit = async (b: Batch): Promise<void> => {
       const { bits, patches } = await b.held;
       let q = 0;
+      // Consecutive chunks the receiver holds go as one known-run record (encoding/known-run.ts).
+      let run: KnownRunPart[] = [];
+      let runOffset = 0;
+      const flushRun = () => {
+        if (run.length === 0) return;
+        const bytes = encodeKnownRun(runOffset, run);
+        run = [];
+        bundle.push(bytes);
+        bundleRaw += bytes.length + 4;
+      };
       for (let i = 0; i < b.chunks.length; i++) {
         const c = b.chunks[i]!;
         const h = b.hashes[i];
@@ -300,6 +311,15 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
           const earlier = sentInSession.get(h.toString('hex'));
           if (earlier !== undefined && amst.isAcked(earlier)) held = true;
         }
+        if (held && h) {
+          if (run.length === 0) runOffset = c.offset;
+          run.push({ length: c.data.length, hash: h });
+          chunks.known++;
+          logical += c.data.length;
+          if (run.length >= KNOWN_RUN_MAX_PARTS) flushRun();
+          continue;
+        }
+        flushRun();
         // Blocks go uncompressed into the bundle; the bundle is compressed as a whole.
         const bm = held || !h ? undefined : patches.get(i);
         const enc: { kind: BlockKind; bytes: Buffer } = bm
@@ -316,6 +336,8 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         logical += c.data.length;
         if (bundleRaw >= BUNDLE_TARGET_BYTES) await sendBundle();
       }
+      flushRun();
+      if (bundleRaw >= BUNDLE_TARGET_BYTES) await sendBundle();
       // Re-pick the codec from what the link and the CPU are doing.
       if (compressNs > 0 && compressIn > 4 << 20) {
         const elapsed = (performance.now() - started) / 1000;
