@@ -153,12 +153,20 @@ describe('HDE patches', () => {
     ]);
     assert.throws(() => decodeSimilarityQuery(q.subarray(0, q.length - 1)), ProtocolError);
     assert.throws(() => decodeSimilarityQuery(q.subarray(0, 10)), ProtocolError);
-    const zeroLen = Buffer.from(q);
-    zeroLen.writeUInt32BE(0, 8);
-    assert.throws(() => decodeSimilarityQuery(zeroLen), ProtocolError);
-    const badPhase = Buffer.from(q);
-    badPhase.writeUInt16BE(SUB_BLOCK, 36); // phase field of the first entry
-    assert.throws(() => decodeSimilarityQuery(badPhase), ProtocolError);
+    // Hand-built entries: offset delta 0, length (varint), 16-byte anchor, anchor delta 0, phase.
+    const entry = (len: number[], phase: number[]) =>
+      Buffer.from([0, ...len, ...Buffer.alloc(16), 0, ...phase]);
+    assert.throws(() => decodeSimilarityQuery(entry([0], [0])), ProtocolError); // zero length
+    assert.throws(() => decodeSimilarityQuery(entry([0x80, 0x20], [0x80, SUB_BLOCK / 128])), ProtocolError); // phase = SUB_BLOCK
+    assert.throws(
+      () => decodeSimilarityQuery(entry([0x80, 0x20], [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1])),
+      ProtocolError,
+    ); // varint too long
+    // A negative offset (zigzag 1 = -1 from 0).
+    assert.throws(
+      () => decodeSimilarityQuery(Buffer.concat([Buffer.from([1]), entry([0x80, 0x20], [0]).subarray(1)])),
+      ProtocolError,
+    );
     const badBodyPhase = Buffer.from(body);
     badBodyPhase.writeUInt16BE(SUB_BLOCK, 0);
     assert.throws(() => applyPatchBody(badBodyPhase, chunk.length, base), ProtocolError);

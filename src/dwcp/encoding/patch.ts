@@ -22,7 +22,6 @@ export const SUB_HASH_BYTES = 6;
 export const MIN_PATCH_CHUNK = 2048;
 /** Bytes of an anchor's SHA-256 in a query (as in have-queries; the receiver's index is keyed by them). */
 export const ANCHOR_PREFIX_BYTES = 16;
-const ENTRY_FIXED = 8 + 4 + ANCHOR_PREFIX_BYTES + 8 + 2;
 /** Largest chunk a query entry may describe (the CDC maximum is 64 KiB). */
 const MAX_ENTRY_LENGTH = 1 << 20;
 
@@ -77,25 +76,76 @@ export interface SimilarityEntry {
   readonly sub: Buffer;
 }
 
+// Query entries: offset as a signed varint delta from the previous entry's offset, length, the
+// anchor's hash prefix, the anchor's offset as a signed varint delta from the entry's offset, the
+// phase, then the sub-block hashes. Varints are LEB128; signed ones zigzag-coded (|v| < 2^52).
+function varintSize(v: number): number {
+  let n = 1;
+  while (v >= 128) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Buffer, p: number, v: number): number {
+  while (v >= 128) {
+    out[p++] = (v % 128) | 128;
+    v = Math.floor(v / 128);
+  }
+  out[p++] = v;
+  return p;
+}
+
+function zigzag(v: number): number {
+  if (!Number.isSafeInteger(v) || Math.abs(v) >= 2 ** 52)
+    throw new RangeError(`offset delta out of range: ${v}`);
+  return v < 0 ? -2 * v - 1 : 2 * v;
+}
+
+function readVarint(buf: Buffer, p: number): [number, number] {
+  let v = 0;
+  let mul = 1;
+  for (let i = 0; i < 8; i++) {
+    if (p >= buf.length) throw new ProtocolError('similarity query: truncated entry');
+    const b = buf[p++]!;
+    v += (b & 127) * mul;
+    if ((b & 128) === 0) return [v, p];
+    mul *= 128;
+  }
+  throw new ProtocolError('similarity query: varint too long');
+}
+
+function unzigzag(v: number): number {
+  return v % 2 === 1 ? -(v + 1) / 2 : v / 2;
+}
+
 export function encodeSimilarityQuery(entries: readonly SimilarityEntry[]): Buffer {
+  const fields: number[][] = [];
   let size = 0;
-  for (const e of entries) size += ENTRY_FIXED + e.sub.length;
-  const out = Buffer.allocUnsafe(size);
-  let p = 0;
+  let prev = 0;
   for (const e of entries) {
     if (e.anchor.length < ANCHOR_PREFIX_BYTES) throw new RangeError('anchor prefix too short');
     checkPhase(e.phase);
     if (e.sub.length !== subBlockCount(e.length, e.phase) * SUB_HASH_BYTES)
       throw new RangeError('sub-block hashes do not fit the length');
-    out.writeBigUInt64BE(BigInt(e.offset), p);
-    out.writeUInt32BE(e.length, p + 8);
-    e.anchor.copy(out, p + 12, 0, ANCHOR_PREFIX_BYTES);
-    out.writeBigUInt64BE(BigInt(e.anchorOffset), p + 12 + ANCHOR_PREFIX_BYTES);
-    out.writeUInt16BE(e.phase, p + 20 + ANCHOR_PREFIX_BYTES);
-    p += ENTRY_FIXED;
-    e.sub.copy(out, p);
-    p += e.sub.length;
+    const f = [zigzag(e.offset - prev), e.length, zigzag(e.anchorOffset - e.offset), e.phase];
+    prev = e.offset;
+    fields.push(f);
+    for (const v of f) size += varintSize(v);
+    size += ANCHOR_PREFIX_BYTES + e.sub.length;
   }
+  const out = Buffer.allocUnsafe(size);
+  let p = 0;
+  entries.forEach((e, i) => {
+    const [off, len, anc, phase] = fields[i]!;
+    p = writeVarint(out, p, off!);
+    p = writeVarint(out, p, len!);
+    p += e.anchor.copy(out, p, 0, ANCHOR_PREFIX_BYTES);
+    p = writeVarint(out, p, anc!);
+    p = writeVarint(out, p, phase!);
+    p += e.sub.copy(out, p);
+  });
   return out;
 }
 
@@ -103,24 +153,36 @@ export function encodeSimilarityQuery(entries: readonly SimilarityEntry[]): Buff
 export function decodeSimilarityQuery(buf: Buffer, maxEntries = 65536): SimilarityEntry[] {
   const out: SimilarityEntry[] = [];
   let p = 0;
+  let prev = 0;
   while (p < buf.length) {
     if (out.length >= maxEntries) throw new ProtocolError('similarity query: too many entries');
-    if (p + ENTRY_FIXED > buf.length) throw new ProtocolError('similarity query: truncated entry');
-    const offset = Number(buf.readBigUInt64BE(p));
-    const length = buf.readUInt32BE(p + 8);
-    const anchor = Buffer.from(buf.subarray(p + 12, p + 12 + ANCHOR_PREFIX_BYTES));
-    const anchorOffset = Number(buf.readBigUInt64BE(p + 12 + ANCHOR_PREFIX_BYTES));
-    const phase = buf.readUInt16BE(p + 20 + ANCHOR_PREFIX_BYTES);
+    let v: number;
+    [v, p] = readVarint(buf, p);
+    const offset = prev + unzigzag(v);
+    let length: number;
+    [length, p] = readVarint(buf, p);
+    if (p + ANCHOR_PREFIX_BYTES > buf.length) throw new ProtocolError('similarity query: truncated entry');
+    const anchor = Buffer.from(buf.subarray(p, p + ANCHOR_PREFIX_BYTES));
+    p += ANCHOR_PREFIX_BYTES;
+    [v, p] = readVarint(buf, p);
+    const anchorOffset = offset + unzigzag(v);
+    let phase: number;
+    [phase, p] = readVarint(buf, p);
     if (phase >= SUB_BLOCK) throw new ProtocolError(`similarity query: phase out of range: ${phase}`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(anchorOffset))
-      throw new ProtocolError('similarity query: offset beyond 2^53');
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(anchorOffset) ||
+      offset < 0 ||
+      anchorOffset < 0
+    )
+      throw new ProtocolError('similarity query: offset out of range');
     if (length === 0 || length > MAX_ENTRY_LENGTH)
       throw new ProtocolError(`similarity query: length out of range: ${length}`);
-    p += ENTRY_FIXED;
     const n = subBlockCount(length, phase) * SUB_HASH_BYTES;
     if (p + n > buf.length) throw new ProtocolError('similarity query: truncated sub-block hashes');
     out.push({ offset, length, anchor, anchorOffset, phase, sub: buf.subarray(p, p + n) });
     p += n;
+    prev = offset;
   }
   return out;
 }
