@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { placeVm, type SchedulerOptions } from '../scheduler/index.js';
 import type { Store, StoreTx } from '../store/index.js';
 import type { NodeUsage, VmRecord } from '../store/types.js';
+import { appendVmStateEvent } from '../vm/audit.js';
 import { parseStoredSpec } from '../vm/model.js';
 import { removeAssignment, writeAssignment } from './assignments.js';
 import type { Term } from './election.js';
@@ -143,7 +144,7 @@ export class RegionLeader {
         spec: { ...spec, handle: null },
         error: reason,
       });
-      await audit(tx, u, vm.state, { reason });
+      await appendVmStateEvent(tx, u, vm.state, { reason });
     }
     if (from !== null) await tx.allocations.release(vm.id);
     const r = await tx.allocations.reserve(
@@ -158,7 +159,7 @@ export class RegionLeader {
       error: null,
       ...(from === null ? {} : { spec: { ...spec, handle: null } }),
     });
-    await audit(
+    await appendVmStateEvent(
       tx,
       u,
       before,
@@ -372,21 +373,4 @@ async function allRows(store: Store): Promise<VmRecord[]> {
     cursor = page.nextCursor;
   } while (cursor !== undefined);
   return rows;
-}
-
-async function audit(tx: StoreTx, vm: VmRecord, from: string, extra: Record<string, unknown>): Promise<void> {
-  await tx.events.append({
-    type: 'vm.state',
-    resourceType: 'vm',
-    resourceId: vm.id,
-    nodeId: vm.node,
-    data: {
-      name: vm.name,
-      from,
-      to: vm.state,
-      generation: vm.generation,
-      ...(vm.error ? { error: vm.error } : {}),
-      ...extra,
-    },
-  });
 }

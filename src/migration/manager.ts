@@ -33,6 +33,7 @@ import {
 import { isTransportFailure, MigrationPeerClient, type PeerAddress } from '../api/grpc/migration-service.js';
 import type { Store, StoreTx } from '../store/index.js';
 import type { MigrationRecord, NodeCapacity, VmRecord } from '../store/types.js';
+import { appendVmStateEvent } from '../vm/audit.js';
 import type { VmHandle, VmSpec } from '../vm/driver.js';
 import { overlayPath } from '../vm/drivers/qemu/args.js';
 import { QemuDriver } from '../vm/drivers/qemu/driver.js';
@@ -959,23 +960,27 @@ export class MigrationManager implements DestinationHost {
     const mig = await this.#o.store.migrations.get(req.migrationId);
     const shared =
       mig !== undefined && mig.sourceNode === req.sourceNode && existing?.node === req.sourceNode;
+    // This node's allocation for the incoming VM, or a 409 naming what does not fit.
+    const reserveHere = async (tx: StoreTx): Promise<void> => {
+      const r = await tx.allocations.reserve(
+        {
+          vmId: req.vmId,
+          nodeId: this.#o.nodeId,
+          cpus: stored.cpus,
+          memoryMib: stored.memoryMib,
+          diskMib: 0,
+        },
+        this.#o.capacity,
+      );
+      if (!r.ok)
+        throw new ConflictError(
+          `node ${this.#o.nodeId} cannot take vm ${req.vmName}: resource exhausted: ${r.what} (requested ${r.requested}, free ${r.free})`,
+          { key: r.what, details: { what: r.what, requested: r.requested, free: r.free } },
+        );
+    };
     if (shared) {
       await this.#o.store.transaction(async (tx) => {
-        const r = await tx.allocations.reserve(
-          {
-            vmId: req.vmId,
-            nodeId: this.#o.nodeId,
-            cpus: stored.cpus,
-            memoryMib: stored.memoryMib,
-            diskMib: 0,
-          },
-          this.#o.capacity,
-        );
-        if (!r.ok)
-          throw new ConflictError(
-            `node ${this.#o.nodeId} cannot take vm ${req.vmName}: resource exhausted: ${r.what} (requested ${r.requested}, free ${r.free})`,
-            { key: r.what, details: { what: r.what, requested: r.requested, free: r.free } },
-          );
+        await reserveHere(tx);
       });
     } else
       // Reserve: the VM row (migrating) and its allocation in one transaction.
@@ -993,21 +998,7 @@ export class MigrationManager implements DestinationHost {
           state: 'migrating',
           restartPolicy: req.restartPolicy,
         });
-        const r = await tx.allocations.reserve(
-          {
-            vmId: req.vmId,
-            nodeId: this.#o.nodeId,
-            cpus: stored.cpus,
-            memoryMib: stored.memoryMib,
-            diskMib: 0,
-          },
-          this.#o.capacity,
-        );
-        if (!r.ok)
-          throw new ConflictError(
-            `node ${this.#o.nodeId} cannot take vm ${req.vmName}: resource exhausted: ${r.what} (requested ${r.requested}, free ${r.free})`,
-            { key: r.what, details: { what: r.what, requested: r.requested, free: r.free } },
-          );
+        await reserveHere(tx);
         await tx.migrations.insert({
           id: req.migrationId,
           vmId: req.vmId,
@@ -1487,19 +1478,13 @@ export class MigrationManager implements DestinationHost {
     this.#publishMigration(m);
   }
 
-  async #auditVm(
+  #auditVm(
     tx: Pick<StoreTx, 'events'>,
     vm: VmRecord,
     from: string,
     extra: Record<string, unknown>,
   ): Promise<void> {
-    await tx.events.append({
-      type: 'vm.state',
-      resourceType: 'vm',
-      resourceId: vm.id,
-      nodeId: this.#o.nodeId,
-      data: { name: vm.name, from, to: vm.state, node: vm.node, generation: vm.generation, ...extra },
-    });
+    return appendVmStateEvent(tx, vm, from, { node: vm.node, ...extra }, this.#o.nodeId);
   }
 
   #publishVm(vm: VmRecord, from: string): void {

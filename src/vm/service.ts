@@ -25,6 +25,7 @@ import {
 import { firstShortfall } from '../store/index.js';
 import type { Store, StoreTx } from '../store/index.js';
 import type { NodeCapacity, NodeUsage, Page, VmFilters, VmPatch, VmRecord } from '../store/types.js';
+import { appendVmStateEvent } from './audit.js';
 import type { VmDriver, VmExit, VmHandle, VmSpec } from './driver.js';
 import {
   parseStoredSpec,
@@ -271,7 +272,7 @@ export class VmService {
           state: VmState.Pending,
           restartPolicy: req.restartPolicy ?? 'never',
         });
-        await this.#audit(tx, rec, VmState.Pending, { created: true });
+        await appendVmStateEvent(tx, rec, VmState.Pending, { created: true });
         if (idempotencyKey !== undefined)
           await tx.idempotency.complete(IDEMPOTENCY_SCOPE, idempotencyKey, id, viewOf(rec));
         return { rec, pending: true };
@@ -294,7 +295,7 @@ export class VmService {
         this.#o.capacity,
       );
       if (!r.ok) throw exhaustedError(r.what, r.requested, r.free, { node: nodeId });
-      await this.#audit(tx, rec, VmState.Pending, { created: true });
+      await appendVmStateEvent(tx, rec, VmState.Pending, { created: true });
       if (idempotencyKey !== undefined)
         await tx.idempotency.complete(IDEMPOTENCY_SCOPE, idempotencyKey, id, viewOf(rec));
       return { rec };
@@ -701,23 +702,6 @@ export class VmService {
     }
   }
 
-  async #audit(tx: StoreTx, vm: VmRecord, from: string, extra: Record<string, unknown> = {}): Promise<void> {
-    await tx.events.append({
-      type: 'vm.state',
-      resourceType: 'vm',
-      resourceId: vm.id,
-      nodeId: vm.node,
-      data: {
-        name: vm.name,
-        from,
-        to: vm.state,
-        generation: vm.generation,
-        ...(vm.error ? { error: vm.error } : {}),
-        ...extra,
-      },
-    });
-  }
-
   #publish(vm: VmRecord, from: string): void {
     this.#o.events.publish('vm.state', {
       id: vm.id,
@@ -745,7 +729,7 @@ export class VmService {
     const updated = await this.#tx(async (tx) => {
       const u = await tx.vms.update(vm.id, vm.generation, { ...patch, state: to });
       await more?.(tx);
-      await this.#audit(tx, u, vm.state);
+      await appendVmStateEvent(tx, u, vm.state);
       return u;
     });
     this.#publish(updated, vm.state);
@@ -823,7 +807,7 @@ export class VmService {
         desiredState: 'running',
         error: null,
       });
-      await this.#audit(tx, u, vm.state, { rescheduled: true });
+      await appendVmStateEvent(tx, u, vm.state, { rescheduled: true });
       return u;
     });
     this.#publish(updated, vm.state);
