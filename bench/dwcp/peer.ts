@@ -1,5 +1,6 @@
 // One end of a bench/dwcp transfer, run as its own process (on loopback or inside a WAN namespace).
-// Prints one JSON line when done: {seconds, bytes, wireBytes, cpuSeconds, ...}.
+// Prints one JSON line when done: {seconds, bytes, wireBytes, cpuSeconds, ...} (a DWCP receiver:
+// the bytes it wrote back, answers and acks).
 //
 //   peer.ts dwcp-recv HOST:PORT DIR           DWCP receiver, exits after one file
 //   peer.ts dwcp-send FILE HOST:PORT NAME STREAMS|auto CODEC LEVEL [CC]   CC: auto|bbr|cubic|host
@@ -12,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { createReceiver } from '../../src/dwcp/file-receiver.js';
 import { sendFile } from '../../src/dwcp/file-sender.js';
 import type { CodecName } from '../../src/dwcp/encoding/codec.js';
+import type { DwcpConnection } from '../../src/dwcp/transport/connection.js';
 
 const TOKEN = 'bench-dwcp-token';
 const [cmd, ...args] = process.argv.slice(2);
@@ -35,17 +37,20 @@ async function main(): Promise<void> {
       const { host, port } = hp(args[0]!);
       let finish: () => void = () => {};
       const finished = new Promise<void>((r) => (finish = r));
+      // What the receiver writes back (answers to queries, acks): part of a transfer's wire cost.
+      const streams: DwcpConnection[] = [];
       const rx = await createReceiver({
         dir: args[1]!,
         host,
         port,
         security: { token: TOKEN, encrypt: true },
         onFile: () => finish(),
+        onStream: (conn) => streams.push(conn),
       });
       process.stdout.write('ready\n');
       await finished;
       await rx.close();
-      done({ role: 'recv' });
+      done({ role: 'recv', wireBytes: streams.reduce((a, c) => a + c.wireBytesOut, 0) });
       return;
     }
     case 'dwcp-send': {

@@ -261,7 +261,8 @@ async function deltaSizes(d: Record<string, string>): Promise<Record<string, unk
     const tmp = join(DATA, 'delta');
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(join(tmp, 'rx'), { recursive: true });
-    // DWCP: send v1, then v2 under the same name; the second send's wire bytes are the delta cost.
+    // DWCP: send v1, then v2 under the same name; the second send's wire bytes in both directions
+    // (the sender's records and queries, the receiver's answers and acks) are the delta cost.
     const spawnP = localSpawner();
     await pair(
       spawnP,
@@ -283,7 +284,9 @@ async function deltaSizes(d: Record<string, string>): Promise<Record<string, unk
     const row = {
       data: label,
       changedPages: round(changedPages(v1, v2), 4),
-      dwcpWire: second.send.wireBytes,
+      dwcpWire: (second.send.wireBytes ?? NaN) + (second.recv.wireBytes ?? NaN),
+      dwcpSent: second.send.wireBytes,
+      dwcpAnswers: second.recv.wireBytes,
       dwcpChunks: second.send.chunks,
       rsync: sent + recv,
       xdelta3: statSync(join(tmp, 'x.vcdiff')).size,

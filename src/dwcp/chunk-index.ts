@@ -1,12 +1,13 @@
 // The receiver's chunk index: where each chunk it holds lives (file, offset, length), keyed by a
-// 16-byte hash prefix, loaded from the manifests of files it received earlier and extended as a
-// transfer writes. Manifests are binary: 44-byte entries (offset u64, length u32, SHA-256).
+// 12-byte SHA-256 prefix (HAVE_PREFIX_BYTES), loaded from the manifests of files it received
+// earlier and extended as a transfer writes. Manifests are binary: 44-byte entries (offset u64, length u32, SHA-256).
 import { closeSync, openSync, readSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { HASH_BYTES } from './encoding/hash.js';
 
 export const MANIFEST_ENTRY_BYTES = 8 + 4 + HASH_BYTES;
-export const HAVE_PREFIX_BYTES = 16;
+/** Bytes of SHA-256 naming a chunk in have-queries and keying the index (96 bits; see docs/dwcp.md). */
+export const HAVE_PREFIX_BYTES = 12;
 
 export interface ChunkLocation {
   readonly file: string;
@@ -34,8 +35,13 @@ export function manifestBytes(header: ManifestHeader, entries: Buffer): Buffer {
   return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), entries]);
 }
 
+/** Most other places kept per chunk whose content occurs several times (patch bases are tried at each). */
+const MAX_OTHER_PLACES = 7;
+
 export class ChunkIndex {
   private readonly map = new Map<string, ChunkLocation>();
+  /** Other places of chunks held more than once (identical files, repeated blocks). */
+  private readonly others = new Map<string, ChunkLocation[]>();
   private readonly fds = new Map<string, number>();
 
   get size(): number {
@@ -49,8 +55,24 @@ export class ChunkIndex {
    */
   add(hash: Buffer, loc: ChunkLocation, keepExisting = false): void {
     const k = hash.toString('hex', 0, HAVE_PREFIX_BYTES);
-    if (keepExisting && this.map.has(k)) return;
-    this.map.set(k, loc);
+    const had = this.map.get(k);
+    if (had && !keepExisting) this.map.set(k, loc);
+    else if (!had) this.map.set(k, loc);
+    if (had && (had.file !== loc.file || had.offset !== loc.offset)) {
+      const o = this.others.get(k) ?? [];
+      const other = keepExisting ? loc : had;
+      if (o.length < MAX_OTHER_PLACES && !o.some((x) => x.file === other.file && x.offset === other.offset)) {
+        o.push(other);
+        this.others.set(k, o);
+      }
+    }
+  }
+
+  /** Every place the chunk whose hash starts with `prefix` is held (the one `locate` gives first). */
+  locateAll(prefix: Buffer): ChunkLocation[] {
+    const k = prefix.toString('hex', 0, HAVE_PREFIX_BYTES);
+    const first = this.map.get(k);
+    return first ? [first, ...(this.others.get(k) ?? [])] : [];
   }
 
   /** Where the chunk whose hash starts with `prefix` (at least HAVE_PREFIX_BYTES) lives. */
@@ -80,7 +102,22 @@ export class ChunkIndex {
 
   /** Forgets every chunk located in `file` (it was replaced or deleted). */
   removeFile(file: string): void {
-    for (const [k, loc] of this.map) if (loc.file === file) this.map.delete(k);
+    for (const [k, o] of this.others) {
+      const keep = o.filter((l) => l.file !== file);
+      if (keep.length === o.length) continue;
+      if (keep.length > 0) this.others.set(k, keep);
+      else this.others.delete(k);
+    }
+    for (const [k, loc] of this.map) {
+      if (loc.file !== file) continue;
+      // Another place of the same content takes over.
+      const o = this.others.get(k);
+      const next = o?.shift();
+      if (next) {
+        this.map.set(k, next);
+        if (o!.length === 0) this.others.delete(k);
+      } else this.map.delete(k);
+    }
     const fd = this.fds.get(file);
     if (fd !== undefined) {
       closeSync(fd);

@@ -14,17 +14,41 @@ import {
   ProtocolError,
   ValidationError,
 } from '../errors.js';
-import { BlockKind, decodeRecord, materialize } from './encoding/record.js';
+import {
+  BlockKind,
+  FileRecordKind,
+  decodeFileRecord,
+  decodeRecord,
+  isFileRecord,
+  materialize,
+  verifyFileChunk,
+  type FileRecord,
+} from './encoding/record.js';
 import { decodeBundle } from './encoding/bundle.js';
-import { decodeKnownRun, isKnownRun, materializeKnownRun } from './encoding/known-run.js';
+import {
+  decodeHeldRun,
+  decodeKnownRun,
+  isHeldRun,
+  isKnownRun,
+  materializeHeldRun,
+  materializeKnownRun,
+} from './encoding/known-run.js';
 import {
   SUB_BLOCK,
+  applySubBlocks,
   bitmapCount,
+  matchCheck,
   decodeSimilarityQuery,
   matchSubBlocks,
   subBlockCount,
 } from './encoding/patch.js';
-import { ChunkIndex, HAVE_PREFIX_BYTES, encodeManifestEntry, manifestBytes } from './chunk-index.js';
+import {
+  ChunkIndex,
+  HAVE_PREFIX_BYTES,
+  encodeManifestEntry,
+  manifestBytes,
+  type ChunkLocation,
+} from './chunk-index.js';
 import { AmstServer, type SessionHandler } from './transport/server.js';
 import type { ConnectionSecurity } from './transport/connection.js';
 import type { DwcpConnection } from './transport/connection.js';
@@ -49,6 +73,12 @@ export interface FileReceiver {
 }
 
 const MAX_HAVE_QUERY = 65536;
+/**
+ * Version of the file-transfer protocol (the open/have/sim/end requests and the records they
+ * imply). Sender and receiver exchange it in `open` and refuse a peer speaking another one.
+ * 2: binary control bodies, have-queries by 12-byte prefix and ordinal, held runs, anchors by ordinal.
+ */
+export const FILE_PROTOCOL_VERSION = 2;
 /** The background whole-file hash runs once at least this much new contiguous data is written. */
 const HASH_BEHIND_BYTES = 4 << 20;
 /** `end` fails when no more data arrives for this long while bytes are still missing. */
@@ -101,9 +131,17 @@ class FileSession implements SessionHandler {
   /** Wakes an `end` that arrived before the last data (the sender does not wait for acks first). */
   private progress: (() => void) | undefined;
   /** Bases of chunks a similarity query matched, by chunk offset, until their patch arrives. */
-  private readonly patchBases = new Map<number, { file: string; offset: number }>();
+  private readonly patchBases = new Map<
+    number,
+    { file: string; offset: number; length: number; phase: number; bits: Buffer }
+  >();
   /** Where the last similarity match lay in the old file, relative to the new offset. */
   private lastMatch: { file: string; shift: number } | undefined;
+  /**
+   * Hash prefixes of the chunks this session's have-answers said are held, by ordinal, until a
+   * held run uses them (anchors of similarity queries refer to them too).
+   */
+  private readonly heldByOrdinal = new Map<number, Buffer>();
 
   constructor(
     private readonly id: string,
@@ -129,7 +167,13 @@ class FileSession implements SessionHandler {
   }
 
   private async open(b: Record<string, unknown>): Promise<unknown> {
-    if (this.fh) return { ok: true, held: this.index.size };
+    const v = b.v ?? 1;
+    if (v !== FILE_PROTOCOL_VERSION)
+      throw new ProtocolError(
+        `the sender speaks DWCP file protocol version ${String(v)}, this receiver version ${FILE_PROTOCOL_VERSION}`,
+        { hint: 'run the same NovaCron version on both ends' },
+      );
+    if (this.fh) return { ok: true, held: this.index.size, v: FILE_PROTOCOL_VERSION };
     const name = checkFileName(String(b.name));
     const size = b.size;
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
@@ -139,27 +183,47 @@ class FileSession implements SessionHandler {
     this.tempPath = join(this.opts.dir, `.${name}.${this.id.slice(0, 12)}.dwcp-part`);
     this.fh = await open(this.tempPath, 'w+');
     await this.fh.truncate(size); // sparse: zero chunks need no write
-    return { ok: true, held: this.index.size };
+    return { ok: true, held: this.index.size, v: FILE_PROTOCOL_VERSION };
   }
 
+  /**
+   * Answers a have-query: `h` holds the hash prefixes of chunks with ordinals `o`, `o`+1, …; the
+   * answer is a bitmap of the ones held, and for each held chunk next to one that is not (or at
+   * either end of the query) its old offset mod SUB_BLOCK (u16): the sender phases the sub-block
+   * grids of patches anchored on it with that.
+   */
   private have(b: Record<string, unknown>): unknown {
-    const raw = Buffer.from(String(b.h ?? ''), 'base64');
-    if (raw.length % HAVE_PREFIX_BYTES !== 0 || raw.length / HAVE_PREFIX_BYTES > MAX_HAVE_QUERY)
+    const raw = b.h;
+    const first = b.o;
+    if (
+      !Buffer.isBuffer(raw) ||
+      raw.length % HAVE_PREFIX_BYTES !== 0 ||
+      raw.length / HAVE_PREFIX_BYTES > MAX_HAVE_QUERY
+    )
       throw new ProtocolError('have: bad hash list');
+    // Ordinals name chunks in held runs and anchors; queries may arrive in any order (streams).
+    if (typeof first !== 'number' || !Number.isSafeInteger(first) || first < 0)
+      throw new ProtocolError('have: bad first ordinal');
     const n = raw.length / HAVE_PREFIX_BYTES;
     const bits = Buffer.alloc(Math.ceil(n / 8));
-    // For each held chunk, its offset mod SUB_BLOCK: the sender phases patch grids with it.
-    const mods: number[] = [];
+    const locs: (ChunkLocation | undefined)[] = [];
     for (let i = 0; i < n; i++) {
-      const loc = this.index.locate(raw.subarray(i * HAVE_PREFIX_BYTES, (i + 1) * HAVE_PREFIX_BYTES));
+      const prefix = raw.subarray(i * HAVE_PREFIX_BYTES, (i + 1) * HAVE_PREFIX_BYTES);
+      const loc = this.index.locate(prefix);
+      locs.push(loc);
       if (loc) {
         bits[i >> 3]! |= 1 << (i & 7);
-        mods.push(loc.offset % SUB_BLOCK);
+        this.heldByOrdinal.set(first + i, Buffer.from(prefix));
       }
+    }
+    const mods: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const loc = locs[i];
+      if (loc && (i === 0 || i === n - 1 || !locs[i - 1] || !locs[i + 1])) mods.push(loc.offset % SUB_BLOCK);
     }
     const m = Buffer.allocUnsafe(mods.length * 2);
     mods.forEach((v, i) => m.writeUInt16BE(v, i * 2));
-    return { bits: bits.toString('base64'), m: m.toString('base64') };
+    return { bits, m };
   }
 
   /**
@@ -168,17 +232,30 @@ class FileSession implements SessionHandler {
    * base of each chunk with a match for the patch record that follows.
    */
   private similar(b: Record<string, unknown>): unknown {
-    const entries = decodeSimilarityQuery(Buffer.from(String(b.q ?? ''), 'base64'), MAX_HAVE_QUERY);
+    if (!Buffer.isBuffer(b.q)) throw new ProtocolError('sim: no query');
+    const entries = decodeSimilarityQuery(b.q, MAX_HAVE_QUERY);
     const out: Buffer[] = [];
+    // Per entry with a match: a check over the matched sub-blocks of the base (patch.ts matchCheck).
+    const checks: Buffer[] = [];
     for (const e of entries) {
       const n = subBlockCount(e.length, e.phase);
-      let best: { bits: Buffer; count: number; file: string; offset: number } | undefined;
+      let best: { bits: Buffer; count: number; file: string; offset: number; base: Buffer } | undefined;
       // Candidate bases: the old file lined up on the anchor, and on the shift of the last chunk
-      // that matched (an anchor whose content occurs several times may be located elsewhere).
-      const loc = this.index.locate(e.anchor);
+      // that matched.
+      const anchor = this.heldByOrdinal.get(e.anchor);
+      if (!anchor) throw new ProtocolError(`sim: anchor ${e.anchor} is not a chunk reported held`);
+      // Each place the anchor's content is held: identical files line up on any of their copies.
       const candidates: { file: string; offset: number }[] = [];
-      if (loc && loc.file !== this.tempPath)
-        candidates.push({ file: loc.file, offset: loc.offset + (e.offset - e.anchorOffset) });
+      for (const loc of this.index.locateAll(anchor))
+        if (loc.file !== this.tempPath)
+          candidates.push({ file: loc.file, offset: loc.offset + (e.offset - e.anchorOffset) });
+      // The old file lined up so the chunk ends where the next chunk begins when the receiver
+      // holds that one (a chunk just before an insert lines up on what follows, not on the anchor).
+      const after = e.anchor !== e.ordinal + 1 ? this.heldByOrdinal.get(e.ordinal + 1) : undefined;
+      if (after)
+        for (const loc of this.index.locateAll(after))
+          if (loc.file !== this.tempPath && loc.offset >= e.length)
+            candidates.push({ file: loc.file, offset: loc.offset - e.length });
       const last = this.lastMatch;
       if (last && !candidates.some((c) => c.file === last.file && c.offset === e.offset + last.shift))
         candidates.push({ file: last.file, offset: e.offset + last.shift });
@@ -189,21 +266,29 @@ class FileSession implements SessionHandler {
           if (!base || base.length === 0) continue;
           const bits = matchSubBlocks(e.sub, e.length, base, e.phase);
           const count = bitmapCount(bits, n);
-          if (count > 0 && (!best || count > best.count)) best = { bits, count, ...c };
+          if (count > 0 && (!best || count > best.count)) best = { bits, count, base, ...c };
           if (best && best.count === n) break;
         }
       }
       if (best) {
-        this.patchBases.set(e.offset, { file: best.file, offset: best.offset });
+        this.patchBases.set(e.offset, {
+          file: best.file,
+          offset: best.offset,
+          length: e.length,
+          phase: e.phase,
+          bits: best.bits,
+        });
         this.lastMatch = { file: best.file, shift: best.offset - e.offset };
       }
       out.push(best ? best.bits : Buffer.alloc(Math.ceil(n / 8)));
+      if (best) checks.push(matchCheck(best.base, e.length, best.bits, e.phase));
     }
     // The shift (mod SUB_BLOCK) between new and old offsets at the last match: the sender phases
     // its next sub-block grids with it.
     const m = this.lastMatch;
     return {
-      bits: Buffer.concat(out).toString('base64'),
+      bits: Buffer.concat(out),
+      c: Buffer.concat(checks),
       ...(m ? { s: ((m.shift % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK } : {}),
     };
   }
@@ -213,6 +298,22 @@ class FileSession implements SessionHandler {
     if (!pb) return undefined;
     this.patchBases.delete(offset);
     return this.index.readAt(pb.file, pb.offset, length);
+  }
+
+  /** Rebuilds the chunk of a file patch record from what the similarity answer for its offset said. */
+  private filePatch(rec: FileRecord): { data: Buffer; hash: Buffer } {
+    const pb = this.patchBases.get(rec.offset);
+    if (!pb) throw new IntegrityError(`patch at offset ${rec.offset} has no base at the receiver`);
+    this.patchBases.delete(rec.offset);
+    const base = this.index.readAt(pb.file, pb.offset, pb.length);
+    if (!base) throw new IntegrityError(`patch at offset ${rec.offset}: its base is no longer readable`);
+    let data: Buffer;
+    try {
+      data = applySubBlocks(rec.payload, pb.length, base, pb.bits, pb.phase);
+    } catch (err) {
+      throw new IntegrityError(`patch at offset ${rec.offset} is malformed`, { cause: err });
+    }
+    return { data, hash: verifyFileChunk(data, rec.hash!, rec.offset) };
   }
 
   /** Writes one bundle: every record verified, contiguous blocks coalesced into one write. */
@@ -236,22 +337,63 @@ class FileSession implements SessionHandler {
       parts = [];
       written = [];
     };
+    /** A verified block at its offset: joins the pending write when contiguous, else starts one. */
+    const append = async (part: { offset: number; data: Buffer; hash: Buffer }): Promise<void> => {
+      if (part.offset !== runEnd) {
+        await flush();
+        runStart = part.offset;
+      }
+      parts.push(part.data);
+      runEnd = part.offset + part.data.length;
+      written.push({ hash: part.hash, offset: part.offset, length: part.data.length });
+    };
     let lastEnd = -1;
     for (const bytes of decodeBundle(payload)) {
+      if (isHeldRun(bytes)) {
+        const run = decodeHeldRun(bytes);
+        if (run.offset + run.length > this.size)
+          throw new IntegrityError(`record ${run.offset}+${run.length} beyond the file size ${this.size}`);
+        lastEnd = run.offset + run.length;
+        const chunks = materializeHeldRun(run, (ord) => {
+          const prefix = this.heldByOrdinal.get(ord);
+          if (!prefix) return undefined;
+          this.heldByOrdinal.delete(ord);
+          const loc = this.index.locate(prefix);
+          return { prefix, data: loc ? this.index.read(prefix, loc.length) : undefined };
+        });
+        for (const part of chunks) {
+          await append(part);
+        }
+        continue;
+      }
       if (isKnownRun(bytes)) {
         const run = decodeKnownRun(bytes);
         if (run.offset + run.length > this.size)
           throw new IntegrityError(`record ${run.offset}+${run.length} beyond the file size ${this.size}`);
         lastEnd = run.offset + run.length;
         for (const part of materializeKnownRun(run, (h, len) => this.index.read(h, len))) {
-          if (part.offset !== runEnd) {
-            await flush();
-            runStart = part.offset;
-          }
-          parts.push(part.data);
-          runEnd = part.offset + part.data.length;
-          written.push({ hash: part.hash, offset: part.offset, length: part.data.length });
+          await append(part);
         }
+        continue;
+      }
+      if (isFileRecord(bytes)) {
+        const rec = decodeFileRecord(bytes, Math.max(0, lastEnd));
+        let data: Buffer | undefined;
+        let hash: Buffer | undefined;
+        let length: number;
+        if (rec.kind === FileRecordKind.Patch) {
+          ({ data, hash } = this.filePatch(rec));
+          length = data.length;
+        } else if (rec.kind === FileRecordKind.Literal) {
+          data = rec.payload;
+          hash = verifyFileChunk(data, rec.hash!, rec.offset);
+          length = data.length;
+        } else length = rec.length!;
+        if (rec.offset + length > this.size)
+          throw new IntegrityError(`record ${rec.offset}+${length} beyond the file size ${this.size}`);
+        lastEnd = rec.offset + length;
+        if (!data || !hash) continue; // zeros: the part file is sparse
+        await append({ offset: rec.offset, data, hash });
         continue;
       }
       const rec = decodeRecord(bytes);
@@ -265,13 +407,7 @@ class FileSession implements SessionHandler {
         (h, len) => this.index.read(h, len),
         (off, len) => this.patchBase(off, len),
       );
-      if (rec.offset !== runEnd) {
-        await flush();
-        runStart = rec.offset;
-      }
-      parts.push(data);
-      runEnd = rec.offset + rec.length;
-      written.push({ hash: rec.hash, offset: rec.offset, length: rec.length });
+      await append({ offset: rec.offset, data, hash: rec.hash });
     }
     await flush();
     this.seqEnds.set(seq, lastEnd);

@@ -9,25 +9,32 @@ import { ProtocolError, ValidationError, ensureNovaCronError } from '../errors.j
 import { CdcChunker, DEFAULT_CDC, type CdcParams, type Chunk } from './encoding/chunker.js';
 import { chooseCodec, type CodecChoice } from './encoding/codec.js';
 import { hashBlock, isZeroBlock } from './encoding/hash.js';
-import { BLOCK_CLASS, BlockKind, encodeBlock, patchRecord, type BlockClass } from './encoding/record.js';
+import { FileRecordKind, encodeFileRecord, type BlockClass } from './encoding/record.js';
 import {
+  MATCH_CHECK_BYTES,
   MIN_PATCH_CHUNK,
   SUB_BLOCK,
   bitmapCount,
-  encodePatchBody,
   encodeSimilarityQuery,
+  matchCheck,
   subBlockCount,
   subBlockHashes,
+  unmatchedSubBlocks,
   type SimilarityEntry,
 } from './encoding/patch.js';
-import { KNOWN_RUN_MAX_PARTS, encodeKnownRun, type KnownRunPart } from './encoding/known-run.js';
+import {
+  KNOWN_RUN_MAX_PARTS,
+  encodeHeldRun,
+  encodeKnownRun,
+  type KnownRunPart,
+} from './encoding/known-run.js';
 import { BUNDLE_TARGET_BYTES, packBundle, sealBundle } from './encoding/bundle.js';
 import { CompressPool } from './encoding/compress-pool.js';
 import { HAVE_PREFIX_BYTES } from './chunk-index.js';
 import { AmstSender } from './transport/sender.js';
 import type { ConnectionSecurity, DwcpConnection } from './transport/connection.js';
 import type { CongestionControlSetting } from './transport/congestion.js';
-import { checkFileName } from './file-receiver.js';
+import { FILE_PROTOCOL_VERSION, checkFileName } from './file-receiver.js';
 
 export interface SendProgress {
   /** Logical bytes of the file encoded and handed to the transport. */
@@ -83,7 +90,6 @@ const BATCH_CHUNKS = 512;
 const BUNDLES_IN_FLIGHT = 4;
 const QUERY_DEPTH = 4;
 const SESSION_DEDUP_MAX = 1 << 20;
-const NO_CODEC: CodecChoice = { codec: 'none', level: 0 };
 
 /** What the receiver said about a batch: have-bits (one per hashed chunk) and patch bitmaps by chunk index. */
 interface BatchReply {
@@ -100,6 +106,8 @@ interface PatchPlan {
 interface Batch {
   readonly chunks: Chunk[];
   readonly hashes: (Buffer | undefined)[];
+  /** Session-wide ordinal of the batch's first hashed chunk (the others follow in order). */
+  readonly firstOrdinal: number;
   held: Promise<BatchReply>;
 }
 
@@ -129,7 +137,13 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
   try {
     // The open request travels while the first batch is read and hashed; data waits for its answer.
     // A receiver that holds no chunk at all needs no have-queries.
-    const opened = amst.request({ t: 'open', name, size }).then((r) => {
+    const opened = amst.request({ t: 'open', name, size, v: FILE_PROTOCOL_VERSION }).then((r) => {
+      const v = (r as { v?: unknown } | null)?.v ?? 1;
+      if (v !== FILE_PROTOCOL_VERSION)
+        throw new ProtocolError(
+          `the receiver speaks DWCP file protocol version ${String(v)}, this sender version ${FILE_PROTOCOL_VERSION}`,
+          { hint: 'run the same NovaCron version on both ends' },
+        );
       const held = (r as { held?: unknown } | null)?.held;
       return typeof held === 'number' ? held : Number.POSITIVE_INFINITY;
     });
@@ -147,25 +161,33 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       opts.onProgress?.({ bytes: logical, total: size, wireBytes: st.wireBytes, streams: st.streams });
     };
 
-    // Have-bits, and for each held chunk where it lies in the receiver's file (mod SUB_BLOCK): the
-    // phase of the sub-block grids of patches anchored on it.
+    // Have-bits, and for each held chunk next to one that is not (the possible anchors of patches)
+    // where it lies in the receiver's file (mod SUB_BLOCK): the phase of the sub-block grids of
+    // patches anchored on it.
     const haveBits = async (
       b: Omit<Batch, 'held'>,
       heldByReceiver: number,
-    ): Promise<{ bits: Buffer; mods: number[] | undefined }> => {
+    ): Promise<{ bits: Buffer; mods: (number | undefined)[] }> => {
       const prefixes = b.hashes.flatMap((h) => (h ? [h.subarray(0, HAVE_PREFIX_BYTES)] : []));
-      if (prefixes.length === 0 || heldByReceiver === 0) return { bits: Buffer.alloc(0), mods: undefined };
-      const r = await amst.request({ t: 'have', h: Buffer.concat(prefixes).toString('base64') });
+      if (prefixes.length === 0 || heldByReceiver === 0) return { bits: Buffer.alloc(0), mods: [] };
+      const r = await amst.request({ t: 'have', o: b.firstOrdinal, h: Buffer.concat(prefixes) });
       const bits = (r as { bits?: unknown } | null)?.bits;
-      if (typeof bits !== 'string') throw new ProtocolError('have: reply without bits');
-      const m = (r as { m?: unknown }).m;
-      let mods: number[] | undefined;
-      if (typeof m === 'string') {
-        const raw = Buffer.from(m, 'base64');
-        mods = [];
-        for (let i = 0; i + 2 <= raw.length; i += 2) mods.push(raw.readUInt16BE(i) % SUB_BLOCK);
+      const m = (r as { m?: unknown } | null)?.m;
+      const n = prefixes.length;
+      if (!Buffer.isBuffer(bits) || bits.length !== Math.ceil(n / 8) || !Buffer.isBuffer(m))
+        throw new ProtocolError('have: malformed reply');
+      const has = (q: number) => ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0;
+      const mods: (number | undefined)[] = [];
+      let k = 0;
+      for (let q = 0; q < n; q++) {
+        if (has(q) && (q === 0 || q === n - 1 || !has(q - 1) || !has(q + 1))) {
+          if (k + 2 > m.length) throw new ProtocolError('have: reply too short');
+          mods[q] = m.readUInt16BE(k) % SUB_BLOCK;
+          k += 2;
+        }
       }
-      return { bits: Buffer.from(bits, 'base64'), mods };
+      if (k !== m.length) throw new ProtocolError('have: reply too long');
+      return { bits, mods };
     };
 
     // Shift (mod SUB_BLOCK) between a chunk's offset here and its base in the receiver's old file,
@@ -177,6 +199,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       b: Omit<Batch, 'held'>,
       held: boolean[],
       heldMod: (number | undefined)[],
+      ordinals: number[],
     ): Promise<Map<number, PatchPlan>> => {
       const patches = new Map<number, PatchPlan>();
       if (opts.patches === false) return patches;
@@ -191,6 +214,23 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         next[i] = last;
         if (held[i]) last = i;
       }
+      // Shift (mod SUB_BLOCK) between new and old offsets at each held chunk whose old place the
+      // receiver reported. It changes only where bytes were inserted or removed; a chunk whose
+      // content the receiver holds at several places may have been reported at another copy, so
+      // a shift that disagrees with the ones on both sides of it (which agree) is taken from them.
+      const shifts = new Map<number, number>();
+      const withMod: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const m = heldMod[i];
+        if (m === undefined) continue;
+        shifts.set(i, (((b.chunks[i]!.offset - m) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK);
+        withMod.push(i);
+      }
+      for (let j = 1; j + 1 < withMod.length; j++) {
+        const before = shifts.get(withMod[j - 1]!)!;
+        if (before === shifts.get(withMod[j + 1]!) && before !== shifts.get(withMod[j]!))
+          shifts.set(withMod[j]!, before);
+      }
       const entries: SimilarityEntry[] = [];
       const which: number[] = [];
       for (let i = 0; i < n; i++) {
@@ -200,15 +240,16 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         const a = prev[i]! >= 0 ? prev[i]! : next[i]!;
         if (a < 0) continue;
         // The anchor's place in the old file fixes the grid; without it, the last reported shift.
-        const am = heldMod[a];
+        const shift = shifts.get(a);
         const phase =
-          am !== undefined
-            ? (((am + c.offset - b.chunks[a]!.offset) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK
+          shift !== undefined
+            ? (((c.offset - shift) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK
             : (((c.offset + baseShift) % SUB_BLOCK) + SUB_BLOCK) % SUB_BLOCK;
         entries.push({
           offset: c.offset,
           length: c.data.length,
-          anchor: b.hashes[a]!,
+          ordinal: ordinals[i]!,
+          anchor: ordinals[a]!,
           anchorOffset: b.chunks[a]!.offset,
           phase,
           sub: subBlockHashes(c.data, phase),
@@ -216,21 +257,31 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         which.push(i);
       }
       if (entries.length === 0) return patches;
-      const r = await amst.request({ t: 'sim', q: encodeSimilarityQuery(entries).toString('base64') });
-      const bitsB64 = (r as { bits?: unknown } | null)?.bits;
-      if (typeof bitsB64 !== 'string') throw new ProtocolError('sim: reply without bits');
+      const r = await amst.request({ t: 'sim', q: encodeSimilarityQuery(entries) });
+      const all = (r as { bits?: unknown } | null)?.bits;
+      if (!Buffer.isBuffer(all)) throw new ProtocolError('sim: reply without bits');
       const shift = (r as { s?: unknown }).s;
       if (typeof shift === 'number' && Number.isInteger(shift) && shift >= 0 && shift < SUB_BLOCK)
         baseShift = shift;
-      const all = Buffer.from(bitsB64, 'base64');
+      const checks = (r as { c?: unknown }).c;
+      if (!Buffer.isBuffer(checks)) throw new ProtocolError('sim: reply without checks');
       let p = 0;
+      let pc = 0;
       for (let k = 0; k < entries.length; k++) {
-        const sb = subBlockCount(entries[k]!.length, entries[k]!.phase);
+        const e = entries[k]!;
+        const sb = subBlockCount(e.length, e.phase);
         const bm = all.subarray(p, p + Math.ceil(sb / 8));
         p += Math.ceil(sb / 8);
         if (bm.length !== Math.ceil(sb / 8)) throw new ProtocolError('sim: reply too short');
-        if (bitmapCount(bm, sb) > 0) patches.set(which[k]!, { bits: bm, phase: entries[k]!.phase });
+        if (bitmapCount(bm, sb) === 0) continue;
+        const check = checks.subarray(pc, pc + MATCH_CHECK_BYTES);
+        pc += MATCH_CHECK_BYTES;
+        if (check.length !== MATCH_CHECK_BYTES) throw new ProtocolError('sim: reply too short');
+        // A sub-block hash that matched falsely: the chunk goes whole instead.
+        if (!check.equals(matchCheck(b.chunks[which[k]!]!.data, e.length, bm, e.phase))) continue;
+        patches.set(which[k]!, { bits: bm, phase: e.phase });
       }
+      if (p !== all.length || pc !== checks.length) throw new ProtocolError('sim: reply too long');
       return patches;
     };
 
@@ -239,22 +290,25 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       const { bits, mods } = await haveBits(b, heldByReceiver);
       const held: boolean[] = [];
       const heldMod: (number | undefined)[] = [];
+      const ordinals: number[] = [];
       let q = 0;
-      let k = 0;
       for (const h of b.hashes) {
         const has = h !== undefined && ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0;
         held.push(has);
-        heldMod.push(has ? mods?.[k] : undefined);
-        if (has) k++;
+        heldMod.push(has ? mods[q] : undefined);
+        ordinals.push(h ? b.firstOrdinal + q : -1);
         if (h) q++;
       }
-      const patches = heldByReceiver === 0 ? new Map<number, PatchPlan>() : await similar(b, held, heldMod);
+      const patches =
+        heldByReceiver === 0 ? new Map<number, PatchPlan>() : await similar(b, held, heldMod, ordinals);
       return { bits, patches };
     };
 
     // Records wait in a bundle (about 256 KiB raw) that is compressed and sent as one Data frame.
     let bundle: Buffer[] = [];
     let bundleRaw = 0;
+    // End of the last record in the bundle: file records give their offset relative to it.
+    let bundleEnd = 0;
     let bundleHashes: Buffer[] = [];
     // Bundles are compressed on worker threads (CompressPool) while this thread goes on chunking
     // and hashing; they are sent in order, at most BUNDLES_IN_FLIGHT compressing at a time.
@@ -267,6 +321,7 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
       const hashes = bundleHashes;
       bundle = [];
       bundleRaw = 0;
+      bundleEnd = 0;
       bundleHashes = [];
       const compressed = pool.compress(body, codec);
       const job = Promise.all([compressed, sendChain]).then(async ([c]) => {
@@ -291,27 +346,58 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     const emit = async (b: Batch): Promise<void> => {
       const { bits, patches } = await b.held;
       let q = 0;
-      // Consecutive chunks the receiver holds go as one known-run record (encoding/known-run.ts).
+      const push = (bytes: Buffer, end: number) => {
+        bundle.push(bytes);
+        bundleRaw += bytes.length + 4;
+        bundleEnd = end;
+      };
+      // Consecutive chunks the receiver said it holds go as one held-run record, by ordinal; chunks
+      // it holds because this session sent them earlier, as a known run by hash prefix
+      // (encoding/known-run.ts).
+      let held0 = -1;
+      let heldCount = 0;
+      let heldOffset = 0;
+      let heldLength = 0;
       let run: KnownRunPart[] = [];
       let runOffset = 0;
       const flushRun = () => {
-        if (run.length === 0) return;
-        const bytes = encodeKnownRun(runOffset, run);
+        if (heldCount > 0)
+          push(
+            encodeHeldRun({ offset: heldOffset, length: heldLength, first: held0, count: heldCount }),
+            heldOffset + heldLength,
+          );
+        heldCount = 0;
+        if (run.length > 0)
+          push(encodeKnownRun(runOffset, run), runOffset + run.reduce((a, r) => a + r.length, 0));
         run = [];
-        bundle.push(bytes);
-        bundleRaw += bytes.length + 4;
       };
       for (let i = 0; i < b.chunks.length; i++) {
         const c = b.chunks[i]!;
         const h = b.hashes[i];
         let held = false;
+        let sessionHeld = false;
         if (h) {
           held = ((bits[q >> 3] ?? 0) & (1 << (q & 7))) !== 0;
           q++;
           const earlier = sentInSession.get(h.toString('hex'));
-          if (earlier !== undefined && amst.isAcked(earlier)) held = true;
+          if (!held && earlier !== undefined && amst.isAcked(earlier)) sessionHeld = true;
         }
         if (held && h) {
+          if (run.length > 0) flushRun();
+          if (heldCount === 0) {
+            held0 = b.firstOrdinal + q - 1;
+            heldOffset = c.offset;
+            heldLength = 0;
+          }
+          heldCount++;
+          heldLength += c.data.length;
+          chunks.known++;
+          logical += c.data.length;
+          if (heldCount >= KNOWN_RUN_MAX_PARTS) flushRun();
+          continue;
+        }
+        if (sessionHeld && h) {
+          if (heldCount > 0) flushRun();
           if (run.length === 0) runOffset = c.offset;
           run.push({ length: c.data.length, hash: h });
           chunks.known++;
@@ -321,18 +407,23 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
         }
         flushRun();
         // Blocks go uncompressed into the bundle; the bundle is compressed as a whole.
-        const bm = held || !h ? undefined : patches.get(i);
-        const enc: { kind: BlockKind; bytes: Buffer } = bm
-          ? {
-              kind: BlockKind.Patch,
-              bytes: patchRecord(c.offset, c.data.length, h!, encodePatchBody(c.data, bm.bits, bm.phase)),
-            }
-          : encodeBlock(c.offset, c.data, { receiverHas: () => held, codec: NO_CODEC }, h);
-        const cls = BLOCK_CLASS[enc.kind];
-        chunks[cls]++;
-        bundle.push(enc.bytes);
-        bundleRaw += enc.bytes.length + 4;
-        if (h && cls !== 'known') bundleHashes.push(h);
+        const bm = h ? patches.get(i) : undefined;
+        let bytes: Buffer;
+        if (!h) {
+          bytes = encodeFileRecord(FileRecordKind.Zero, c.offset, bundleEnd, { length: c.data.length });
+          chunks.zero++;
+        } else if (bm) {
+          bytes = encodeFileRecord(FileRecordKind.Patch, c.offset, bundleEnd, {
+            hash: h,
+            payload: unmatchedSubBlocks(c.data, bm.bits, bm.phase),
+          });
+          chunks.delta++;
+        } else {
+          bytes = encodeFileRecord(FileRecordKind.Literal, c.offset, bundleEnd, { hash: h, payload: c.data });
+          chunks.literal++;
+        }
+        push(bytes, c.offset + c.data.length);
+        if (h) bundleHashes.push(h);
         logical += c.data.length;
         if (bundleRaw >= BUNDLE_TARGET_BYTES) await sendBundle();
       }
@@ -356,15 +447,19 @@ export async function sendFile(path: string, opts: SendFileOptions): Promise<Tra
     };
 
     const pipeline: Batch[] = [];
+    let nextOrdinal = 0;
     let pending: Chunk[] = [];
     const flushBatch = async () => {
       if (pending.length === 0) return;
       const cs = pending;
       pending = [];
       const hashes = cs.map((c) => (isZeroBlock(c.data) ? undefined : hashBlock(c.data)));
+      const firstOrdinal = nextOrdinal;
+      for (const h of hashes) if (h) nextOrdinal++;
       const b: Batch = {
         chunks: cs,
         hashes,
+        firstOrdinal,
         held: Promise.resolve({ bits: Buffer.alloc(0), patches: new Map<number, PatchPlan>() }),
       };
       b.held = query(b);

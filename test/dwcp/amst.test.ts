@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AmstServer, type SessionHandler } from '../../src/dwcp/transport/server.js';
 import { AmstSender } from '../../src/dwcp/transport/sender.js';
-import { createReceiver } from '../../src/dwcp/file-receiver.js';
+import { FILE_PROTOCOL_VERSION, createReceiver } from '../../src/dwcp/file-receiver.js';
 import { NovaCronError } from '../../src/errors.js';
 import { encodeBundle } from '../../src/dwcp/encoding/bundle.js';
 
@@ -72,7 +72,7 @@ describe('AMST transport (loopback)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dwcp-amst-'));
     const rx = await createReceiver({ dir, host: '127.0.0.1', port: 0, security });
     const sender = await AmstSender.open({ host: '127.0.0.1', port: rx.address.port, security, streams: 2 });
-    await sender.request({ t: 'open', name: 'x.bin', size: 100 });
+    await sender.request({ t: 'open', name: 'x.bin', size: 100, v: FILE_PROTOCOL_VERSION });
     // A literal record header claiming 100 bytes, with a payload that does not hash to it.
     const rec = Buffer.alloc(14 + 32 + 100);
     rec[0] = 3;

@@ -2,32 +2,16 @@
 // the JSON summary's shape, and a second send of a modified file costing little on the wire.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { transferCli } from './cli-harness.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const env = { ...process.env, NOVACRON_CLUSTER__JOIN_TOKEN: 'cli-test-token' };
-const cli = (args: string[]): ChildProcess =>
-  spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = cli(args);
-  let stdout = '';
-  let stderr = '';
-  p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number>((r) => p.on('close', (c) => r(c ?? 1)));
-  return { code, stdout, stderr };
-}
+const { cli, run } = transferCli(env);
 
 describe('novacron transfer (CLI)', () => {
   const work = mkdtempSync(join(tmpdir(), 'dwcp-cli-'));

@@ -1,5 +1,6 @@
 // End-to-end DWCP file transfers over loopback: round trip, reuse of held chunks on a second send,
-// a stream killed mid-transfer with byte-identical output, wrong token, and bounded memory.
+// a stream killed mid-transfer with byte-identical output, wrong token, a peer of another protocol
+// version refused both ways, and bounded memory.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -17,7 +18,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReceiver, type FileReceiver } from '../../src/dwcp/file-receiver.js';
 import { sendFile, type SendFileOptions } from '../../src/dwcp/file-sender.js';
-import { NovaCronError } from '../../src/errors.js';
+import { AmstSender } from '../../src/dwcp/transport/sender.js';
+import { AmstServer } from '../../src/dwcp/transport/server.js';
+import { ErrorCode, NovaCronError } from '../../src/errors.js';
 
 const TOKEN = 'test-join-token';
 let work: string;
@@ -195,6 +198,46 @@ describe('DWCP file transfer (loopback)', () => {
       (e: unknown) => e instanceof NovaCronError && e.code === 'unauthenticated',
     );
     assert.ok(!readdirSync(dest).some((n) => n.includes('secret')));
+  });
+
+  it('refuses a peer speaking another file protocol version, both ways, with a clear error', async () => {
+    // An older sender: its open carries no version (version 1).
+    const old = await AmstSender.open({
+      host: '127.0.0.1',
+      port: rx.address.port,
+      security: { token: TOKEN, encrypt: true },
+      streams: 1,
+    });
+    await assert.rejects(
+      old.request({ t: 'open', name: 'old.bin', size: 10 }),
+      (e: unknown) =>
+        e instanceof NovaCronError &&
+        e.code === 'protocol' &&
+        /sender speaks DWCP file protocol version 1, this receiver version 2/.test(e.message),
+    );
+    old.abort(new NovaCronError(ErrorCode.Internal, 'test done'));
+    // An older receiver: answers open without a version.
+    const oldRx = await AmstServer.listen({
+      host: '127.0.0.1',
+      port: 0,
+      security: { token: TOKEN, encrypt: true },
+      onSession: () => ({
+        onData: () => Promise.resolve(),
+        sync: () => Promise.resolve(),
+        onRequest: () => Promise.resolve({ ok: true, held: 0 }),
+        onEnd: () => {},
+      }),
+    });
+    writeFileSync(join(work, 'v.bin'), randomBytes(10_000));
+    await assert.rejects(
+      sendFile(join(work, 'v.bin'), opts({ port: oldRx.address.port })),
+      (e: unknown) =>
+        e instanceof NovaCronError &&
+        e.code === 'protocol' &&
+        /receiver speaks DWCP file protocol version 1, this sender version 2/.test(e.message),
+    );
+    await oldRx.close(0);
+    assert.ok(!readdirSync(dest).some((n) => n.includes('old.bin')));
   });
 
   it('keeps sender memory bounded on a 512 MiB sparse file', async () => {

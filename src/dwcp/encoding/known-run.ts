@@ -8,6 +8,7 @@
 import { IntegrityError, ProtocolError } from '../../errors.js';
 import { hashBlock } from './hash.js';
 import { MAX_BLOCK_BYTES } from './record.js';
+import { encodeVarints, readVarint } from './varint.js';
 
 export const KNOWN_RUN_KIND = 5;
 export const KNOWN_RUN_PREFIX_BYTES = 16;
@@ -98,5 +99,82 @@ export function materializeKnownRun(
     out.push({ offset, data, hash });
     offset += part.length;
   }
+  return out;
+}
+
+// Held runs: consecutive chunks the receiver said it holds in its answer to a have-query. The
+// have-query named each chunk by its hash prefix and a session-wide ordinal; the receiver keeps the
+// prefixes of the chunks it said yes to, so the run needs no hashes at all: kind(1) = 6, then
+// varints offset, total length, first ordinal, count. The receiver reads each chunk from its index
+// by the remembered prefix, checks that the chunk's SHA-256 starts with it, and that the lengths
+// add up to the total.
+export const HELD_RUN_KIND = 6;
+
+export interface HeldRun {
+  readonly offset: number;
+  readonly length: number;
+  readonly first: number;
+  readonly count: number;
+}
+
+export function encodeHeldRun(run: HeldRun): Buffer {
+  if (run.count <= 0 || run.count > KNOWN_RUN_MAX_PARTS || run.length <= 0)
+    throw new RangeError('held run: bad part count or length');
+  const v = encodeVarints([run.offset, run.length, run.first, run.count]);
+  return Buffer.concat([Buffer.from([HELD_RUN_KIND]), v]);
+}
+
+export function isHeldRun(rec: Uint8Array): boolean {
+  return rec.length > 0 && rec[0] === HELD_RUN_KIND;
+}
+
+/** Parses a held-run record; throws ProtocolError on anything malformed. */
+export function decodeHeldRun(buf: Buffer): HeldRun {
+  if (buf.length < 5 || buf[0] !== HELD_RUN_KIND) throw new ProtocolError('held run: bad header');
+  const what = 'held run';
+  const f: number[] = [];
+  let p = 1;
+  for (let k = 0; k < 4; k++) {
+    let v: number;
+    [v, p] = readVarint(buf, p, what);
+    f.push(v);
+  }
+  const [offset, length, first, count] = f as [number, number, number, number];
+  if (p !== buf.length) throw new ProtocolError('held run: trailing bytes');
+  if (count === 0 || count > KNOWN_RUN_MAX_PARTS)
+    throw new ProtocolError(`held run: bad part count ${count}`);
+  if (length === 0 || length > count * MAX_BLOCK_BYTES)
+    throw new ProtocolError(`held run: length out of range: ${length}`);
+  return { offset, length, first, count };
+}
+
+/**
+ * Reads every chunk of a held run: `resolve(ordinal)` gives the hash prefix the have-query named
+ * for that ordinal and the bytes the receiver holds under it. Verifies each chunk against its
+ * prefix and the lengths against the run; returns each chunk with its offset and full SHA-256.
+ */
+export function materializeHeldRun(
+  run: HeldRun,
+  resolve: (ordinal: number) => { prefix: Buffer; data: Buffer | undefined } | undefined,
+): { offset: number; data: Buffer; hash: Buffer }[] {
+  const out: { offset: number; data: Buffer; hash: Buffer }[] = [];
+  let offset = run.offset;
+  for (let i = 0; i < run.count; i++) {
+    const r = resolve(run.first + i);
+    if (!r) throw new ProtocolError(`held run: chunk ${run.first + i} was not reported held`);
+    if (!r.data)
+      throw new IntegrityError(`held block ${r.prefix.toString('hex').slice(0, 16)} no longer readable`);
+    const hash = hashBlock(r.data);
+    if (!hash.subarray(0, r.prefix.length).equals(r.prefix))
+      throw new IntegrityError(`block at offset ${offset} fails its hash check`);
+    if (offset + r.data.length > run.offset + run.length)
+      throw new IntegrityError(`held run at ${run.offset}: chunks overrun its length ${run.length}`);
+    out.push({ offset, data: r.data, hash });
+    offset += r.data.length;
+  }
+  if (offset !== run.offset + run.length)
+    throw new IntegrityError(
+      `held run at ${run.offset}: chunks add up to ${offset - run.offset}, not ${run.length}`,
+    );
   return out;
 }

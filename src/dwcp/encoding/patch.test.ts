@@ -8,14 +8,18 @@ import { ProtocolError, IntegrityError } from '../../errors.js';
 import { hashBlock } from './hash.js';
 import {
   SUB_BLOCK,
+  SUB_HASH_BYTES,
   applyPatchBody,
+  applySubBlocks,
   bitmapCount,
   decodeSimilarityQuery,
+  matchCheck,
   encodePatchBody,
   encodeSimilarityQuery,
   matchSubBlocks,
   subBlockCount,
   subBlockHashes,
+  unmatchedSubBlocks,
 } from './patch.js';
 import { decodeRecord, materialize, patchRecord } from './record.js';
 
@@ -49,7 +53,8 @@ describe('HDE patches', () => {
       {
         offset: 123456,
         length: a.length,
-        anchor: randomBytes(32),
+        ordinal: 900,
+        anchor: 899,
         anchorOffset: 100000,
         phase: 300,
         sub: subBlockHashes(a, 300),
@@ -57,7 +62,8 @@ describe('HDE patches', () => {
       {
         offset: 7,
         length: b.length,
-        anchor: randomBytes(32),
+        ordinal: 1 << 30,
+        anchor: 12,
         anchorOffset: 0,
         phase: 0,
         sub: subBlockHashes(b),
@@ -70,7 +76,8 @@ describe('HDE patches', () => {
       assert.equal(back[i]!.length, entries[i]!.length);
       assert.equal(back[i]!.anchorOffset, entries[i]!.anchorOffset);
       assert.equal(back[i]!.phase, entries[i]!.phase);
-      assert.ok(back[i]!.anchor.equals(entries[i]!.anchor.subarray(0, 16)));
+      assert.equal(back[i]!.ordinal, entries[i]!.ordinal);
+      assert.equal(back[i]!.anchor, entries[i]!.anchor);
       assert.ok(back[i]!.sub.equals(entries[i]!.sub));
     }
   });
@@ -111,6 +118,53 @@ describe('HDE patches', () => {
     );
   });
 
+  it('the match check agrees on true matches and catches a false one', () => {
+    const base = randomBytes(10_000);
+    const chunk = Buffer.from(base);
+    randomBytes(3000).copy(chunk, 4000);
+    const phase = 300;
+    const bits = matchSubBlocks(subBlockHashes(chunk, phase), chunk.length, base, phase);
+    assert.ok(bitmapCount(bits, subBlockCount(chunk.length, phase)) >= 2);
+    assert.ok(
+      matchCheck(base, chunk.length, bits, phase).equals(matchCheck(chunk, chunk.length, bits, phase)),
+    );
+    // A sub-block the receiver wrongly took for a match (as after a sub-hash collision).
+    const wrong = Buffer.from(bits);
+    wrong[0] = 0xff;
+    wrong[1] = 0xff;
+    assert.ok(
+      !matchCheck(base, chunk.length, wrong, phase).equals(matchCheck(chunk, chunk.length, wrong, phase)),
+    );
+  });
+
+  it('file patches: only the unmatched sub-blocks travel, and rebuild the chunk exactly', () => {
+    const r = rng(77);
+    for (let run = 0; run < 100; run++) {
+      const base = randomBytes(2048 + r(20000));
+      const chunk = edit(base, r);
+      const phase = r(SUB_BLOCK);
+      const bits = matchSubBlocks(subBlockHashes(chunk, phase), chunk.length, base, phase);
+      const subs = unmatchedSubBlocks(chunk, bits, phase);
+      assert.equal(subs.length, encodePatchBody(chunk, bits, phase).length - 2 - bits.length);
+      assert.ok(applySubBlocks(subs, chunk.length, base, bits, phase).equals(chunk));
+      if (subs.length > 0) {
+        assert.throws(() => applySubBlocks(subs.subarray(1), chunk.length, base, bits, phase), ProtocolError);
+        assert.throws(
+          () => applySubBlocks(Buffer.concat([subs, Buffer.alloc(1)]), chunk.length, base, bits, phase),
+          ProtocolError,
+        );
+      }
+    }
+    assert.throws(
+      () => applySubBlocks(Buffer.alloc(0), 4096, Buffer.alloc(4096), Buffer.alloc(0), 0),
+      ProtocolError,
+    );
+    assert.throws(
+      () => applySubBlocks(Buffer.alloc(0), 4096, Buffer.alloc(4096), Buffer.from([3]), SUB_BLOCK),
+      ProtocolError,
+    );
+  });
+
   it('rebuilds the chunk exactly for random edits, lengths and base lengths (property)', () => {
     const r = rng(42);
     for (let t = 0; t < 300; t++) {
@@ -145,7 +199,8 @@ describe('HDE patches', () => {
       {
         offset: 0,
         length: 4096,
-        anchor: randomBytes(16),
+        ordinal: 1,
+        anchor: 0,
         anchorOffset: 0,
         phase: 0,
         sub: subBlockHashes(chunk),
@@ -153,20 +208,23 @@ describe('HDE patches', () => {
     ]);
     assert.throws(() => decodeSimilarityQuery(q.subarray(0, q.length - 1)), ProtocolError);
     assert.throws(() => decodeSimilarityQuery(q.subarray(0, 10)), ProtocolError);
-    // Hand-built entries: offset delta 0, length (varint), 16-byte anchor, anchor delta 0, phase.
-    const entry = (len: number[], phase: number[]) =>
-      Buffer.from([0, ...len, ...Buffer.alloc(16), 0, ...phase]);
+    // Hand-built entries: offset delta 0, length (varint), ordinal delta 0, anchor delta 0, anchor
+    // offset delta 0, phase.
+    const entry = (len: number[], phase: number[]) => Buffer.from([0, ...len, 0, 0, 0, ...phase]);
     assert.throws(() => decodeSimilarityQuery(entry([0], [0])), ProtocolError); // zero length
     assert.throws(() => decodeSimilarityQuery(entry([0x80, 0x20], [0x80, SUB_BLOCK / 128])), ProtocolError); // phase = SUB_BLOCK
     assert.throws(
       () => decodeSimilarityQuery(entry([0x80, 0x20], [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1])),
       ProtocolError,
     ); // varint too long
-    // A negative offset (zigzag 1 = -1 from 0).
-    assert.throws(
-      () => decodeSimilarityQuery(Buffer.concat([Buffer.from([1]), entry([0x80, 0x20], [0]).subarray(1)])),
-      ProtocolError,
-    );
+    // A negative offset (zigzag 1 = -1 from 0), a negative ordinal, an anchor before ordinal 0.
+    const ok = entry([0x80, 0x20], [0]);
+    assert.equal(decodeSimilarityQuery(Buffer.concat([ok, Buffer.alloc(2 * SUB_HASH_BYTES)])).length, 1);
+    for (const at of [0, 3, 4]) {
+      const bad = Buffer.concat([ok, Buffer.alloc(2 * SUB_HASH_BYTES)]);
+      bad[at] = 1;
+      assert.throws(() => decodeSimilarityQuery(bad), ProtocolError);
+    }
     const badBodyPhase = Buffer.from(body);
     badBodyPhase.writeUInt16BE(SUB_BLOCK, 0);
     assert.throws(() => applyPatchBody(badBodyPhase, chunk.length, base), ProtocolError);

@@ -1,9 +1,9 @@
 // Sub-chunk deltas for files (HDE "patch"): a changed content-defined chunk usually differs from the
 // receiver's old bytes at the same place in only a few KiB. The sender does not hold those old
 // bytes, so it asks: it sends short hashes of the chunk's 2 KiB sub-blocks together with an
-// anchor (a neighbouring chunk the receiver holds, and where that chunk sits in the new file); the
-// receiver lines the old file up on the anchor, hashes its own sub-blocks there and answers with a
-// bitmap of the ones that match. The chunk then goes as a patch record: the bitmap plus only the
+// anchor (a neighbouring chunk the receiver holds, by its have-query ordinal, and where that chunk
+// sits in the new file); the receiver lines the old file up on the anchor, hashes its own
+// sub-blocks there and answers with a bitmap of the ones that match. The chunk then goes as a patch record: the bitmap plus only the
 // sub-blocks that did not match. The receiver rebuilds it from its old bytes and verifies the
 // chunk's SHA-256 like any other record. Pure: no I/O.
 //
@@ -11,17 +11,24 @@
 // multiple of SUB_BLOCK. The sender picks the phase that puts them on SUB_BLOCK multiples of the
 // receiver's old file (it learns the shift between the two files from earlier answers), so a
 // rewritten, aligned 4 KiB disk block costs 2 sub-blocks instead of the 3 it straddles otherwise.
-import { hash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { ProtocolError } from '../../errors.js';
+import { readVarint, unzigzag, varintSize, writeVarint, zigzag } from './varint.js';
 
 /** Sub-block size of patches. */
 export const SUB_BLOCK = 2048;
-/** Bytes of SHA-256 kept per sub-block in a similarity query (48 bits: a false match in a 1 TB transfer is ~1e-6 likely, and is caught by the chunk hash). */
-export const SUB_HASH_BYTES = 6;
+/**
+ * Bytes of SHA-256 kept per sub-block in a similarity query (32 bits). A false match (about one in
+ * 2^32 comparisons) is caught before any record is sent: the answer carries MATCH_CHECK_BYTES of
+ * SHA-256 over all the sub-blocks it matched for the chunk, the sender compares them with its own
+ * bytes and sends the chunk whole when they differ. Only both colliding (2^-64 per chunk) lets a
+ * wrong patch through, and then the chunk's hash check fails the transfer: never a wrong byte.
+ */
+export const SUB_HASH_BYTES = 4;
+/** Bytes of the check over a chunk's matched sub-blocks in a similarity answer. */
+export const MATCH_CHECK_BYTES = 4;
 /** Chunks shorter than this are not worth a query (the CDC minimum). */
 export const MIN_PATCH_CHUNK = 2048;
-/** Bytes of an anchor's SHA-256 in a query (as in have-queries; the receiver's index is keyed by them). */
-export const ANCHOR_PREFIX_BYTES = 16;
 /** Largest chunk a query entry may describe (the CDC maximum is 64 KiB). */
 const MAX_ENTRY_LENGTH = 1 << 20;
 
@@ -67,8 +74,10 @@ export interface SimilarityEntry {
   /** Offset and length of the chunk in the new file. */
   readonly offset: number;
   readonly length: number;
-  /** Hash prefix of a nearby chunk the receiver holds, and that chunk's offset in the new file. */
-  readonly anchor: Buffer;
+  /** The chunk's ordinal in the session's have-queries (every hashed chunk has one). */
+  readonly ordinal: number;
+  /** Ordinal of a nearby chunk the receiver said it holds, and that chunk's offset in the new file. */
+  readonly anchor: number;
   readonly anchorOffset: number;
   /** Phase of the sub-block grid (0 ≤ phase < SUB_BLOCK). */
   readonly phase: number;
@@ -76,74 +85,40 @@ export interface SimilarityEntry {
   readonly sub: Buffer;
 }
 
-// Query entries: offset as a signed varint delta from the previous entry's offset, length, the
-// anchor's hash prefix, the anchor's offset as a signed varint delta from the entry's offset, the
-// phase, then the sub-block hashes. Varints are LEB128; signed ones zigzag-coded (|v| < 2^52).
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 128) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(out: Buffer, p: number, v: number): number {
-  while (v >= 128) {
-    out[p++] = (v % 128) | 128;
-    v = Math.floor(v / 128);
-  }
-  out[p++] = v;
-  return p;
-}
-
-function zigzag(v: number): number {
-  if (!Number.isSafeInteger(v) || Math.abs(v) >= 2 ** 52)
-    throw new RangeError(`offset delta out of range: ${v}`);
-  return v < 0 ? -2 * v - 1 : 2 * v;
-}
-
-function readVarint(buf: Buffer, p: number): [number, number] {
-  let v = 0;
-  let mul = 1;
-  for (let i = 0; i < 8; i++) {
-    if (p >= buf.length) throw new ProtocolError('similarity query: truncated entry');
-    const b = buf[p++]!;
-    v += (b & 127) * mul;
-    if ((b & 128) === 0) return [v, p];
-    mul *= 128;
-  }
-  throw new ProtocolError('similarity query: varint too long');
-}
-
-function unzigzag(v: number): number {
-  return v % 2 === 1 ? -(v + 1) / 2 : v / 2;
-}
+// Query entries, all varints (LEB128; signed ones zigzag-coded): the offset as a delta from the
+// previous entry's offset, the length, the ordinal as a delta from the previous entry's ordinal,
+// the anchor's ordinal as a delta from the entry's, the anchor's offset as a delta from the entry's
+// offset, the phase; then the sub-block hashes. An anchor costs a byte or two, not a hash prefix:
+// the receiver remembers which chunk each ordinal it answered "held" names.
+const WHAT = 'similarity query';
 
 export function encodeSimilarityQuery(entries: readonly SimilarityEntry[]): Buffer {
   const fields: number[][] = [];
   let size = 0;
   let prev = 0;
+  let prevOrd = 0;
   for (const e of entries) {
-    if (e.anchor.length < ANCHOR_PREFIX_BYTES) throw new RangeError('anchor prefix too short');
     checkPhase(e.phase);
     if (e.sub.length !== subBlockCount(e.length, e.phase) * SUB_HASH_BYTES)
       throw new RangeError('sub-block hashes do not fit the length');
-    const f = [zigzag(e.offset - prev), e.length, zigzag(e.anchorOffset - e.offset), e.phase];
+    const f = [
+      zigzag(e.offset - prev),
+      e.length,
+      zigzag(e.ordinal - prevOrd),
+      zigzag(e.anchor - e.ordinal),
+      zigzag(e.anchorOffset - e.offset),
+      e.phase,
+    ];
     prev = e.offset;
+    prevOrd = e.ordinal;
     fields.push(f);
     for (const v of f) size += varintSize(v);
-    size += ANCHOR_PREFIX_BYTES + e.sub.length;
+    size += e.sub.length;
   }
   const out = Buffer.allocUnsafe(size);
   let p = 0;
   entries.forEach((e, i) => {
-    const [off, len, anc, phase] = fields[i]!;
-    p = writeVarint(out, p, off!);
-    p = writeVarint(out, p, len!);
-    p += e.anchor.copy(out, p, 0, ANCHOR_PREFIX_BYTES);
-    p = writeVarint(out, p, anc!);
-    p = writeVarint(out, p, phase!);
+    for (const v of fields[i]!) p = writeVarint(out, p, v);
     p += e.sub.copy(out, p);
   });
   return out;
@@ -154,35 +129,33 @@ export function decodeSimilarityQuery(buf: Buffer, maxEntries = 65536): Similari
   const out: SimilarityEntry[] = [];
   let p = 0;
   let prev = 0;
+  let prevOrd = 0;
   while (p < buf.length) {
     if (out.length >= maxEntries) throw new ProtocolError('similarity query: too many entries');
-    let v: number;
-    [v, p] = readVarint(buf, p);
-    const offset = prev + unzigzag(v);
-    let length: number;
-    [length, p] = readVarint(buf, p);
-    if (p + ANCHOR_PREFIX_BYTES > buf.length) throw new ProtocolError('similarity query: truncated entry');
-    const anchor = Buffer.from(buf.subarray(p, p + ANCHOR_PREFIX_BYTES));
-    p += ANCHOR_PREFIX_BYTES;
-    [v, p] = readVarint(buf, p);
-    const anchorOffset = offset + unzigzag(v);
-    let phase: number;
-    [phase, p] = readVarint(buf, p);
+    const f: number[] = [];
+    for (let k = 0; k < 6; k++) {
+      let v: number;
+      [v, p] = readVarint(buf, p, WHAT);
+      f.push(v);
+    }
+    const offset = prev + unzigzag(f[0]!);
+    const length = f[1]!;
+    const ordinal = prevOrd + unzigzag(f[2]!);
+    const anchor = ordinal + unzigzag(f[3]!);
+    const anchorOffset = offset + unzigzag(f[4]!);
+    const phase = f[5]!;
     if (phase >= SUB_BLOCK) throw new ProtocolError(`similarity query: phase out of range: ${phase}`);
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(anchorOffset) ||
-      offset < 0 ||
-      anchorOffset < 0
-    )
-      throw new ProtocolError('similarity query: offset out of range');
+    for (const v of [offset, anchorOffset, ordinal, anchor])
+      if (!Number.isSafeInteger(v) || v < 0)
+        throw new ProtocolError('similarity query: offset or ordinal out of range');
     if (length === 0 || length > MAX_ENTRY_LENGTH)
       throw new ProtocolError(`similarity query: length out of range: ${length}`);
     const n = subBlockCount(length, phase) * SUB_HASH_BYTES;
     if (p + n > buf.length) throw new ProtocolError('similarity query: truncated sub-block hashes');
-    out.push({ offset, length, anchor, anchorOffset, phase, sub: buf.subarray(p, p + n) });
+    out.push({ offset, length, ordinal, anchor, anchorOffset, phase, sub: buf.subarray(p, p + n) });
     p += n;
     prev = offset;
+    prevOrd = ordinal;
   }
   return out;
 }
@@ -215,6 +188,21 @@ export function matchSubBlocks(sub: Buffer, length: number, base: Uint8Array, ph
   return bits;
 }
 
+/**
+ * The check over the sub-blocks (grid of this phase) whose bit is set: the first MATCH_CHECK_BYTES
+ * of the SHA-256 of their bytes in order. The receiver computes it over its base, the sender over
+ * its chunk; they agree unless a sub-block hash matched falsely.
+ */
+export function matchCheck(data: Uint8Array, length: number, bits: Uint8Array, phase: number): Buffer {
+  checkPhase(phase);
+  const h = createHash('sha256');
+  const n = subBlockCount(length, phase);
+  for (let i = 0; i < n; i++)
+    if ((bits[i >> 3]! >> (i & 7)) & 1)
+      h.update(data.subarray(subStart(i, phase), Math.min(length, subStart(i + 1, phase))));
+  return h.digest().subarray(0, MATCH_CHECK_BYTES);
+}
+
 export function bitmapCount(bits: Uint8Array, n: number): number {
   let c = 0;
   for (let i = 0; i < n; i++) if ((bits[i >> 3]! >> (i & 7)) & 1) c++;
@@ -239,6 +227,55 @@ export function encodePatchBody(data: Uint8Array, bits: Uint8Array, phase = 0): 
   return Buffer.concat(parts, size);
 }
 
+/** The sub-blocks of `data` whose bit is clear, in order: a file patch record's payload. */
+export function unmatchedSubBlocks(data: Uint8Array, bits: Uint8Array, phase: number): Buffer {
+  checkPhase(phase);
+  const n = subBlockCount(data.length, phase);
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    if ((bits[i >> 3]! >> (i & 7)) & 1) continue;
+    const s = data.subarray(subStart(i, phase), Math.min(data.length, subStart(i + 1, phase)));
+    parts.push(s);
+    size += s.length;
+  }
+  return Buffer.concat(parts, size);
+}
+
+/**
+ * Rebuilds a chunk of `length` bytes: sub-blocks (grid of this phase) whose bit is set from the
+ * base, the others in order from `subs`; throws ProtocolError when `subs` does not fit (the caller
+ * verifies the chunk's hash).
+ */
+export function applySubBlocks(
+  subs: Uint8Array,
+  length: number,
+  base: Uint8Array,
+  bits: Uint8Array,
+  phase: number,
+): Buffer {
+  if (!Number.isInteger(phase) || phase < 0 || phase >= SUB_BLOCK)
+    throw new ProtocolError(`patch: phase out of range: ${phase}`);
+  const n = subBlockCount(length, phase);
+  if (bits.length < Math.ceil(n / 8)) throw new ProtocolError('patch: bitmap too short');
+  const out = Buffer.allocUnsafe(length);
+  let p = 0;
+  for (let i = 0; i < n; i++) {
+    const start = subStart(i, phase);
+    const size = Math.min(subStart(i + 1, phase), length) - start;
+    if ((bits[i >> 3]! >> (i & 7)) & 1) {
+      if (base.length < start + size) throw new ProtocolError('patch refers past the end of its base');
+      out.set(base.subarray(start, start + size), start);
+    } else {
+      if (p + size > subs.length) throw new ProtocolError('patch body truncated');
+      out.set(subs.subarray(p, p + size), start);
+      p += size;
+    }
+  }
+  if (p !== subs.length) throw new ProtocolError('patch body has trailing bytes');
+  return out;
+}
+
 /**
  * Rebuilds a chunk of `length` bytes from a patch body and the base; throws ProtocolError when the
  * body does not fit the length (the caller verifies the chunk's hash).
@@ -247,23 +284,7 @@ export function applyPatchBody(body: Buffer, length: number, base: Uint8Array): 
   if (body.length < 2) throw new ProtocolError('patch body shorter than its header');
   const phase = body.readUInt16BE(0);
   if (phase >= SUB_BLOCK) throw new ProtocolError(`patch body: phase out of range: ${phase}`);
-  const n = subBlockCount(length, phase);
-  const bm = Math.ceil(n / 8);
+  const bm = Math.ceil(subBlockCount(length, phase) / 8);
   if (body.length < 2 + bm) throw new ProtocolError('patch body shorter than its bitmap');
-  const out = Buffer.allocUnsafe(length);
-  let p = 2 + bm;
-  for (let i = 0; i < n; i++) {
-    const start = subStart(i, phase);
-    const size = Math.min(subStart(i + 1, phase), length) - start;
-    if ((body[2 + (i >> 3)]! >> (i & 7)) & 1) {
-      if (base.length < start + size) throw new ProtocolError('patch refers past the end of its base');
-      out.set(base.subarray(start, start + size), start);
-    } else {
-      if (p + size > body.length) throw new ProtocolError('patch body truncated');
-      body.copy(out, start, p, p + size);
-      p += size;
-    }
-  }
-  if (p !== body.length) throw new ProtocolError('patch body has trailing bytes');
-  return out;
+  return applySubBlocks(body.subarray(2 + bm), length, base, body.subarray(2, 2 + bm), phase);
 }

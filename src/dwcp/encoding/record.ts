@@ -5,6 +5,7 @@ import { IntegrityError, ProtocolError } from '../../errors.js';
 import { compressBlock, decompressBlock, type CodecChoice, type CodecId } from './codec.js';
 import { HASH_BYTES, hashBlock, isZeroBlock } from './hash.js';
 import { applyPatchBody } from './patch.js';
+import { readVarint, varintSize, writeVarint } from './varint.js';
 
 export const BlockKind = { Zero: 0, Known: 1, Delta: 2, Literal: 3, Patch: 4 } as const;
 export type BlockKind = (typeof BlockKind)[keyof typeof BlockKind];
@@ -259,4 +260,94 @@ export function materialize(rec: ChunkRecord, resolve: BlockResolver, patchBase?
     throw new IntegrityError(`block at offset ${rec.offset} fails its hash check`);
   }
   return out;
+}
+
+// File records (file transfers only; byte streams never send them, `decodeRecord` refuses them).
+// A bundle of a file transfer covers consecutive bytes, so each record's offset goes as a varint
+// delta from the end of the previous record in the bundle (the first: from 0), and each chunk is
+// verified by the first FILE_HASH_BYTES of its SHA-256 (2^-128 for a wrong chunk to pass), with
+// the whole file checked by its full SHA-256 at the end.
+//   zero     kind 7 | offset delta | length
+//   literal  kind 8 | offset delta | hash prefix | bytes (the length is the rest of the record)
+//   patch    kind 9 | offset delta | hash prefix | the sub-blocks the receiver lacks; length, grid
+//            phase and which sub-blocks come from its old bytes are what it answered to the
+//            similarity query for the chunk at that offset
+export const FileRecordKind = { Zero: 7, Literal: 8, Patch: 9 } as const;
+export type FileRecordKind = (typeof FileRecordKind)[keyof typeof FileRecordKind];
+export const FILE_HASH_BYTES = 16;
+
+export interface FileRecord {
+  readonly kind: FileRecordKind;
+  readonly offset: number;
+  /** Zero and literal records: the chunk length. Patch records: undefined (the query gave it). */
+  readonly length: number | undefined;
+  /** Literal and patch records. */
+  readonly hash: Buffer | undefined;
+  readonly payload: Buffer;
+}
+
+export function isFileRecord(rec: Uint8Array): boolean {
+  return rec.length > 0 && rec[0]! >= FileRecordKind.Zero && rec[0]! <= FileRecordKind.Patch;
+}
+
+/** Encodes a file record; `prevEnd` is the end of the previous record in the bundle (0 for the first). */
+export function encodeFileRecord(
+  kind: FileRecordKind,
+  offset: number,
+  prevEnd: number,
+  opts: { length?: number; hash?: Buffer; payload?: Uint8Array },
+): Buffer {
+  if (offset < prevEnd) throw new RangeError('file records go in offset order');
+  const delta = offset - prevEnd;
+  if (kind === FileRecordKind.Zero) {
+    const len = opts.length ?? 0;
+    const out = Buffer.allocUnsafe(1 + varintSize(delta) + varintSize(len));
+    out[0] = kind;
+    writeVarint(out, writeVarint(out, 1, delta), len);
+    return out;
+  }
+  const hash = opts.hash;
+  if (!hash || hash.length < FILE_HASH_BYTES) throw new RangeError('file record: hash too short');
+  const payload = opts.payload ?? new Uint8Array(0);
+  const out = Buffer.allocUnsafe(1 + varintSize(delta) + FILE_HASH_BYTES + payload.length);
+  out[0] = kind;
+  let p = writeVarint(out, 1, delta);
+  p += hash.copy(out, p, 0, FILE_HASH_BYTES);
+  out.set(payload, p);
+  return out;
+}
+
+/** Parses a file record; `prevEnd` as for encoding. Throws ProtocolError on anything malformed. */
+export function decodeFileRecord(buf: Buffer, prevEnd: number): FileRecord {
+  const kind = buf[0];
+  if (kind === undefined || kind < FileRecordKind.Zero || kind > FileRecordKind.Patch)
+    throw new ProtocolError(`not a file record (kind ${String(kind)})`);
+  const what = 'file record';
+  const [delta, p] = readVarint(buf, 1, what);
+  const offset = prevEnd + delta;
+  if (!Number.isSafeInteger(offset)) throw new ProtocolError('file record offset beyond 2^53');
+  if (kind === FileRecordKind.Zero) {
+    const [length, q] = readVarint(buf, p, what);
+    if (q !== buf.length) throw new ProtocolError('zero file record: trailing bytes');
+    if (length === 0 || length > MAX_BLOCK_BYTES)
+      throw new ProtocolError(`record length out of range: ${length}`);
+    return { kind, offset, length, hash: undefined, payload: buf.subarray(q) };
+  }
+  if (p + FILE_HASH_BYTES > buf.length) throw new ProtocolError('file record truncated inside its hash');
+  const hash = Buffer.from(buf.subarray(p, p + FILE_HASH_BYTES));
+  const payload = buf.subarray(p + FILE_HASH_BYTES);
+  if (kind === FileRecordKind.Literal) {
+    if (payload.length === 0 || payload.length > 16 * 1024 * 1024)
+      throw new ProtocolError(`literal file record length out of range: ${payload.length}`);
+    return { kind, offset, length: payload.length, hash, payload };
+  }
+  return { kind: FileRecordKind.Patch, offset, length: undefined, hash, payload };
+}
+
+/** Checks a rebuilt chunk against a file record's hash prefix; returns its full SHA-256. */
+export function verifyFileChunk(data: Buffer, prefix: Buffer, offset: number): Buffer {
+  const h = hashBlock(data);
+  if (!h.subarray(0, FILE_HASH_BYTES).equals(prefix.subarray(0, FILE_HASH_BYTES)))
+    throw new IntegrityError(`block at offset ${offset} fails its hash check`);
+  return h;
 }

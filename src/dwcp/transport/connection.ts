@@ -11,7 +11,17 @@ import {
 } from '../../errors.js';
 import { encodeFrame, FrameParser, FrameType, MAX_FRAME_PAYLOAD, type Frame } from '../encoding/frame.js';
 import { FrameOpener, FrameSealer } from './cipher.js';
-import { clientFinish, clientHello, serverReply, serverVerify } from './handshake.js';
+import {
+  clientFinish,
+  clientHello,
+  clientReady,
+  decodeReject,
+  encodeReject,
+  serverReply,
+  serverVerify,
+  type HandshakeAuth,
+} from './handshake.js';
+import { PeerAuthError } from '../../security/peer-certs.js';
 import {
   applyCongestionControl,
   tcpInfo,
@@ -19,9 +29,12 @@ import {
   type TcpInfo,
 } from './congestion.js';
 
-export interface ConnectionSecurity {
-  /** Shared secret both ends hold (config `cluster.join_token`); authenticates the handshake. */
-  readonly token: string;
+/**
+ * How a stream authenticates (see handshake.ts): the join token (`token`), certificates signed by
+ * the cluster CA (`certificate`, optionally `peerNames`), or both (either is accepted; a server
+ * that has both prefers certificates).
+ */
+export interface ConnectionSecurity extends HandshakeAuth {
   /** Seal frame payloads with AES-256-GCM (config `dwcp.features.encryption`). */
   readonly encrypt: boolean;
 }
@@ -182,11 +195,19 @@ export class DwcpConnection {
         socket.once('error', reject);
       });
       const ccInEffect = cc ? applyCongestionControl(socket, cc) : undefined;
-      const st = clientHello();
+      const st = clientHello(sec);
       socket.write(encodeFrame(FrameType.Hello, sec.encrypt ? 1 : 0, st.hello));
-      const reply = await frames.next(FrameType.HelloReply);
-      const { keys, auth } = clientFinish(st, reply.payload, sec.token);
+      const reply = await frames.next(FrameType.HelloReply, 'DWCP receiver');
+      let keys, auth, ready;
+      try {
+        ({ keys, auth, ready } = clientFinish(st, reply.payload, sec));
+      } catch (err) {
+        refuse(socket, err);
+        throw err;
+      }
       socket.write(encodeFrame(FrameType.Auth, 0, auth));
+      // Version 2: the receiver says it accepted us (or why not) before anything is sent.
+      if (ready) clientReady(ready, (await frames.next(FrameType.Auth, 'DWCP receiver')).payload);
       const conn = new DwcpConnection(
         socket,
         frames.parser,
@@ -197,7 +218,7 @@ export class DwcpConnection {
       conn.congestionControl = ccInEffect;
       return conn;
     } catch (err) {
-      socket.destroy();
+      if (!socket.writableEnded) socket.destroy();
       const e = ensureNovaCronError(err);
       if (e.code === ErrorCode.Internal) {
         throw new UnavailableError(`cannot open DWCP stream to ${host}:${port}: ${e.message}`, {
@@ -213,7 +234,7 @@ export class DwcpConnection {
     socket.setNoDelay(true);
     const frames = handshakeReader(socket);
     try {
-      const hello = await frames.next(FrameType.Hello);
+      const hello = await frames.next(FrameType.Hello, 'DWCP sender');
       const encrypt = hello.seq === 1;
       if (sec.encrypt && !encrypt) {
         throw new NovaCronError(
@@ -221,10 +242,22 @@ export class DwcpConnection {
           'DWCP client asked for an unencrypted stream; this receiver requires encryption',
         );
       }
-      const r = serverReply(hello.payload, sec.token);
+      let r;
+      try {
+        r = serverReply(hello.payload, sec);
+      } catch (err) {
+        refuse(socket, err);
+        throw err;
+      }
       socket.write(encodeFrame(FrameType.HelloReply, 0, r.reply));
-      const auth = await frames.next(FrameType.Auth);
-      serverVerify(r.expectClientProof, auth.payload);
+      const auth = await frames.next(FrameType.Auth, 'DWCP sender');
+      try {
+        serverVerify(r, auth.payload, sec);
+      } catch (err) {
+        refuse(socket, err);
+        throw err;
+      }
+      if (r.ready) socket.write(encodeFrame(FrameType.Auth, 0, r.ready));
       return new DwcpConnection(
         socket,
         frames.parser,
@@ -233,17 +266,28 @@ export class DwcpConnection {
         frames.handOver(),
       );
     } catch (err) {
-      socket.destroy();
+      if (!socket.writableEnded) socket.destroy();
       throw err;
     }
   }
+}
+
+/**
+ * Tells the peer why this end refuses it (a reject in a Control frame), then closes: gracefully, so
+ * the reject is delivered, with a hard close shortly after in case the peer does not close.
+ */
+function refuse(socket: Socket, err: unknown): void {
+  if (!(err instanceof PeerAuthError) || err.byPeer || socket.destroyed) return;
+  socket.end(encodeFrame(FrameType.Control, 0, encodeReject(err)));
+  setTimeout(() => socket.destroy(), 2000).unref();
 }
 
 /** Reads handshake frames from a socket until the connection object takes the socket over. */
 function handshakeReader(socket: Socket) {
   const parser = new FrameParser({ maxPayload: 64 * 1024 });
   const queue: Frame[] = [];
-  let waiter: { type: FrameType; resolve: (f: Frame) => void; reject: (e: Error) => void } | undefined;
+  let waiter:
+    { type: FrameType; peer: string; resolve: (f: Frame) => void; reject: (e: Error) => void } | undefined;
   let failure: Error | undefined;
   const fail = (e: Error) => {
     failure ??= e;
@@ -255,8 +299,15 @@ function handshakeReader(socket: Socket) {
     const f = queue.shift()!;
     const w = waiter;
     waiter = undefined;
-    if (f.type !== w.type) w.reject(new ProtocolError(`expected handshake frame ${w.type}, got ${f.type}`));
-    else w.resolve(f);
+    if (f.type === w.type) w.resolve(f);
+    else if (f.type === FrameType.Control) {
+      // The peer refused this end: a reject with its reason (or a protocol error).
+      try {
+        w.reject(decodeReject(f.payload, w.peer));
+      } catch (err) {
+        w.reject(err as Error);
+      }
+    } else w.reject(new ProtocolError(`expected handshake frame ${w.type}, got ${f.type}`));
   };
   const onData = (d: Buffer) => {
     try {
@@ -279,10 +330,11 @@ function handshakeReader(socket: Socket) {
   socket.setTimeout(HANDSHAKE_TIMEOUT_MS, onTimeout);
   return {
     parser,
-    next(type: FrameType): Promise<Frame> {
-      if (failure) return Promise.reject(failure);
+    /** The next handshake frame, which must be `type`; a reject from `peer` fails with its reason. */
+    next(type: FrameType, peer: string): Promise<Frame> {
+      if (failure && queue.length === 0) return Promise.reject(failure);
       return new Promise<Frame>((resolve, reject) => {
-        waiter = { type, resolve, reject };
+        waiter = { type, peer, resolve, reject };
         deliver();
       });
     },
