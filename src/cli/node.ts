@@ -1,6 +1,7 @@
 // `novacron node list|drain|uncordon`: the region's nodes, and the draining mark of the node the CLI talks to.
-// Drain, in a region with shared records (PostgreSQL), moves the node's running VMs away by
-// stop-and-restart elsewhere (not live migration) and waits until none is left, showing progress.
+// Drain, in a region with shared records (PostgreSQL), moves the node's running VMs away (live
+// migration where the node can migrate, else stop-and-restart elsewhere) and waits until none is
+// left, showing progress.
 import type { Command } from 'commander';
 import { action, output, renderTable } from './run.js';
 import { NODE_COLUMNS, connFlags, expectOk, nodeClient, nodeRows } from './cluster.js';
@@ -12,7 +13,12 @@ interface DrainFlags extends ConnFlags {
 }
 
 interface DrainAnswer extends ClusterAnswer {
-  drain?: { method: 'stop-and-restart' | 'none'; moving: number };
+  drain?: { method: 'live-migration' | 'stop-and-restart' | 'none'; moving: number };
+}
+
+/** API path of a member's drain, uncordon and driver view: this node's, or another's by id. */
+function nodePath(node: string | undefined): string {
+  return node === undefined ? '/api/v1/cluster/self' : `/api/v1/cluster/nodes/${encodeURIComponent(node)}`;
 }
 
 export function registerNodeCommand(program: Command): void {
@@ -28,22 +34,24 @@ export function registerNodeCommand(program: Command): void {
     node
       .command('drain')
       .description(
-        'Mark the node at --url draining (no new VMs) and move its running VMs away: each is stopped there and restarted elsewhere by the leader (stop-and-restart, not live migration)',
+        'Mark a node draining (no new VMs) and move its running VMs away: live-migrated to other members where the node can migrate (QEMU driver, cluster.join_token), else stopped there and restarted elsewhere by the leader. NODE: a member id (default: the node at --url; another member is reached through it)',
       )
+      .argument('[node]', 'member to drain (default: the node at --url)')
       .option('--no-wait', 'return once the mark is set, without waiting for the VMs to leave')
       .option('--timeout <seconds>', 'longest wait for the VMs to leave', '300'),
   ).action(
-    action(async (f: DrainFlags) => {
+    action(async (target: string | undefined, f: DrainFlags) => {
       const { call } = await nodeClient(f);
-      const c = (await expectOk(await call('POST', '/api/v1/cluster/self/drain'))) as DrainAnswer;
+      const base = nodePath(target);
+      const c = (await expectOk(await call('POST', `${base}/drain`))) as DrainAnswer;
       const json = f.output === 'json';
       const drain = c.drain ?? { method: 'none', moving: 0 };
-      if (!json)
-        process.stdout.write(
-          drain.method === 'none'
-            ? `${c.self} marked draining (no shared records: its VMs are not moved)\n`
-            : `${c.self} marked draining; moving ${drain.moving} VM(s) away by stop-and-restart elsewhere (not live migration)\n`,
-        );
+      const how: Record<typeof drain.method, string> = {
+        none: `${c.self} marked draining (no shared records: its VMs are not moved)`,
+        'live-migration': `${c.self} marked draining; live-migrating ${drain.moving} VM(s) to other members (any that cannot go live is stopped and restarted elsewhere)`,
+        'stop-and-restart': `${c.self} marked draining; moving ${drain.moving} VM(s) away by stop-and-restart elsewhere (this node cannot live-migrate; see novacron status)`,
+      };
+      if (!json) process.stdout.write(`${how[drain.method]}\n`);
       let left = 0;
       if (drain.method !== 'none' && f.wait !== false) {
         const timeoutMs = Number(f.timeout ?? '300') * 1000;
@@ -52,7 +60,7 @@ export function registerNodeCommand(program: Command): void {
         const deadline = Date.now() + timeoutMs;
         let last = -1;
         for (;;) {
-          const local = (await expectOk(await call('GET', '/api/v1/cluster/self/vms'))) as { vms: string[] };
+          const local = (await expectOk(await call('GET', `${base}/vms`))) as { vms: string[] };
           left = local.vms.length;
           if (left !== last && !json) process.stdout.write(`  ${left} VM(s) still running on ${c.self}\n`);
           last = left;
@@ -66,10 +74,15 @@ export function registerNodeCommand(program: Command): void {
       );
     }),
   );
-  connFlags(node.command('uncordon').description('Clear the draining mark of the node at --url')).action(
-    action(async (f: ConnFlags) => {
+  connFlags(
+    node
+      .command('uncordon')
+      .description('Clear the draining mark of a node (default: the node at --url)')
+      .argument('[node]', 'member to uncordon (default: the node at --url)'),
+  ).action(
+    action(async (target: string | undefined, f: ConnFlags) => {
       const { call } = await nodeClient(f);
-      const c = (await expectOk(await call('POST', '/api/v1/cluster/self/uncordon'))) as ClusterAnswer;
+      const c = (await expectOk(await call('POST', `${nodePath(target)}/uncordon`))) as ClusterAnswer;
       output(c.nodes, f.output === 'json', () => renderTable(nodeRows(c), NODE_COLUMNS));
     }),
   );

@@ -5,6 +5,7 @@ import type { EtcdConnection } from './etcd-client.js';
 import { relativeKey } from './etcd-client.js';
 import { Keys, childName, isValidId } from './keys.js';
 import type { Session } from './session.js';
+import { resilientWatch, type ResilientWatch } from './watch.js';
 
 /** A placement: run `vm` on `node`. `spec` is opaque here (the VM service defines it). */
 export interface Assignment {
@@ -121,6 +122,9 @@ export class AssignmentAgent {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
   private cancel: (() => Promise<void>) | undefined;
+  private watch: ResilientWatch | undefined;
+  /** Assignment revision last taken in per VM (what a re-read after a cancelled watch compares against). */
+  private readonly known = new Map<string, number>();
   private closed = false;
 
   private constructor(
@@ -129,23 +133,50 @@ export class AssignmentAgent {
     private readonly handlers: AgentHandlers,
   ) {}
 
-  static async start(conn: EtcdConnection, node: string, handlers: AgentHandlers): Promise<AssignmentAgent> {
+  static async start(
+    conn: EtcdConnection,
+    node: string,
+    handlers: AgentHandlers,
+    options: { readonly onTrouble?: (message: string) => void } = {},
+  ): Promise<AssignmentAgent> {
     const agent = new AssignmentAgent(conn, node, handlers);
     const prefix = Keys.assignmentsPrefix(node);
-    const res = await conn.kv.getAll().prefix(prefix).exec();
-    for (const kv of res.kvs) agent.enqueue(relativeKey(conn, kv.key), kv.value, Number(kv.mod_revision));
-    const watcher = await conn.kv
-      .watch()
-      .prefix(prefix)
-      .startRevision(String(Number(res.header.revision) + 1))
-      .create();
-    watcher.on('put', (kv) => agent.enqueue(relativeKey(conn, kv.key), kv.value, Number(kv.mod_revision)));
-    watcher.on('delete', (kv) => {
-      const vm = childName(relativeKey(conn, kv.key), prefix);
-      if (vm && handlers.onRemove) agent.after(vm, async () => handlers.onRemove?.(vm));
-    });
-    agent.cancel = () => watcher.cancel();
+    const removed = (vm: string): void => {
+      agent.known.delete(vm);
+      if (handlers.onRemove) agent.after(vm, async () => handlers.onRemove?.(vm));
+    };
+    const watch = await resilientWatch(
+      conn,
+      { prefix },
+      {
+        onSnapshot: (kvs, _revision, resync) => {
+          const present = new Set<string>();
+          for (const kv of kvs) {
+            const key = relativeKey(conn, kv.key);
+            const vm = childName(key, prefix);
+            if (vm) present.add(vm);
+            // after a cancelled watch, only what changed since it was last handled
+            if (!resync || !vm || agent.known.get(vm) !== Number(kv.mod_revision))
+              agent.enqueue(key, kv.value, Number(kv.mod_revision));
+          }
+          if (resync) for (const vm of [...agent.known.keys()]) if (!present.has(vm)) removed(vm);
+        },
+        onPut: (kv) => agent.enqueue(relativeKey(conn, kv.key), kv.value, Number(kv.mod_revision)),
+        onDelete: (kv) => {
+          const vm = childName(relativeKey(conn, kv.key), prefix);
+          if (vm) removed(vm);
+        },
+        ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}),
+      },
+    );
+    agent.watch = watch;
+    agent.cancel = () => watch.cancel();
     return agent;
+  }
+
+  /** How many times the assignment watch was re-read after etcd cancelled it (compaction). */
+  get resyncs(): number {
+    return this.watch?.resyncs ?? 0;
   }
 
   /** Resolves when every change seen so far has been handled. */
@@ -184,6 +215,7 @@ export class AssignmentAgent {
     const vm = childName(key, Keys.assignmentsPrefix(this.node));
     const a = parseAssignment(raw);
     if (!vm || !a) return;
+    this.known.set(vm, revision);
     this.after(vm, async () => {
       if (this.closed) return;
       let state: AssignmentAck['state'];

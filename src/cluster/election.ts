@@ -1,8 +1,10 @@
 // Leader election per region: a lease-bound key created in a txn; its create revision is the leader's term.
 import { performance } from 'node:perf_hooks';
+import type { IKeyValue } from 'etcd3';
 import type { EtcdConnection } from './etcd-client.js';
 import { Keys } from './keys.js';
 import type { Session } from './session.js';
+import { cancelWatcher, resilientWatch } from './watch.js';
 
 /** A leadership term: who leads and the etcd revision at which the leader key was created (unique, increasing). */
 export interface Term {
@@ -135,13 +137,15 @@ export class Election {
         this.wake = resolve;
         if (cancelled()) resolve();
         watcher.on('delete', () => resolve());
+        // cancelled by etcd (e.g. fromRev compacted away): the caller's loop reads the key again
+        watcher.on('error', () => resolve());
         watcher.on('put', (kv) => {
           if (Number(kv.create_revision) !== createRev) resolve();
         });
       });
     } finally {
       this.wake = undefined;
-      await watcher.cancel().catch(() => undefined);
+      await cancelWatcher(watcher);
     }
   }
 
@@ -192,16 +196,7 @@ export class LeaderWatch {
     now = () => performance.now(),
   ): Promise<LeaderWatch> {
     const w = new LeaderWatch(now);
-    const key = Keys.leader(region);
-    const res = await conn.kv.get(key).exec();
-    const kv = res.kvs[0];
-    if (kv) w.begin(kv.value.toString('utf8'), Number(kv.create_revision));
-    const watcher = await conn.kv
-      .watch()
-      .key(key)
-      .startRevision(String(Number(res.header.revision) + 1))
-      .create();
-    watcher.on('put', (p) => {
+    const onPut = (p: IKeyValue): void => {
       const cur = w.current();
       const rev = Number(p.create_revision);
       if (cur && cur.revision === rev) return;
@@ -210,13 +205,38 @@ export class LeaderWatch {
         cur.replaced = true;
       }
       w.begin(p.value.toString('utf8'), rev);
-    });
-    watcher.on('delete', (d) => {
-      const cur = w.current();
-      if (cur) cur.endRevision = Number(d.mod_revision);
-      w.emit();
-    });
-    w.cancel = () => watcher.cancel();
+    };
+    const watch = await resilientWatch(
+      conn,
+      { key: Keys.leader(region) },
+      {
+        onSnapshot: (kvs, revision, resync) => {
+          const kv = kvs[0];
+          if (!resync) {
+            if (kv) w.begin(kv.value.toString('utf8'), Number(kv.create_revision));
+            return;
+          }
+          // after a cancelled watch: the leader now, as a watch would have shown the change
+          // (a term that ended unseen is given the next one's create revision, or the snapshot's, as
+          // its end: the latest it can have ended)
+          const cur = w.current();
+          if (kv) {
+            if (cur?.revision === Number(kv.create_revision)) return;
+            onPut({ ...kv, mod_revision: kv.create_revision });
+          } else if (cur) {
+            cur.endRevision = revision;
+            w.emit();
+          }
+        },
+        onPut,
+        onDelete: (d) => {
+          const cur = w.current();
+          if (cur) cur.endRevision = Number(d.mod_revision);
+          w.emit();
+        },
+      },
+    );
+    w.cancel = () => watch.cancel();
     return w;
   }
 

@@ -1,96 +1,14 @@
-// TLS and authentication to etcd: the rules tying cluster.etcd.endpoints to cluster.etcd.tls.* and
-// cluster.etcd.username/password (pure), reading the PEM files (I/O), and turning a failed connection into
-// a short cause per endpoint (a pure classifier plus a probe of each endpoint alone).
+// TLS and authentication to etcd: reading the PEM files the rules (etcd-rules.ts, pure) call for
+// (I/O), and turning a failed connection into a short cause per endpoint (a pure classifier plus a
+// probe of each endpoint alone).
 import { readFile } from 'node:fs/promises';
 import { ErrorCode, NovaCronError } from '../errors.js';
-import type { NovaCronConfig } from '../config/schema.js';
 import { connectEtcd, withTimeout } from './etcd-client.js';
 import type { EtcdConnectOptions } from './etcd-client.js';
+import { configError, planEtcdSecurity, type EtcdConfig } from './etcd-rules.js';
 
-export type EtcdConfig = NovaCronConfig['cluster']['etcd'];
-
-/** Which files to read and which credentials to send, after the rules were checked. */
-export interface EtcdSecurityPlan {
-  readonly tls: { readonly caFile: string; readonly certFile?: string; readonly keyFile?: string } | null;
-  readonly auth: { readonly username: string; readonly password: string } | null;
-}
-
-function configError(key: string, message: string, hint?: string): NovaCronError {
-  return new NovaCronError(ErrorCode.ConfigInvalid, message, { key, ...(hint ? { hint } : {}) });
-}
-
-/** `https`, `http`, or `http` for a bare `host:port` (the etcd3 client treats it as plain). */
-export function endpointScheme(endpoint: string): 'http' | 'https' {
-  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(endpoint);
-  if (!m) return 'http';
-  const scheme = m[1]!.toLowerCase();
-  if (scheme === 'http' || scheme === 'https') return scheme;
-  throw configError(
-    'cluster.etcd.endpoints',
-    `cluster.etcd.endpoints: ${endpoint} has scheme ${scheme}://; etcd endpoints are http://host:port or https://host:port`,
-  );
-}
-
-/**
- * Checks the TLS and auth keys against the endpoints (pure). https endpoints need
- * cluster.etcd.tls.ca_file (the system roots are not used: etcd is nearly always served with a
- * private CA, and trusting every public CA for the region's control data is not a default we want);
- * http endpoints must have no TLS files; all endpoints use one scheme; a client certificate and its
- * key go together; a username needs a password and the other way round.
- */
-export function planEtcdSecurity(cfg: EtcdConfig): EtcdSecurityPlan {
-  const schemes = new Set(cfg.endpoints.map(endpointScheme));
-  if (schemes.size > 1) {
-    throw configError(
-      'cluster.etcd.endpoints',
-      `cluster.etcd.endpoints mixes http:// and https:// (${cfg.endpoints.join(', ')}): all members are reached the same way`,
-    );
-  }
-  const tlsWanted = schemes.has('https');
-  const { ca_file, cert_file, key_file } = cfg.tls;
-  if (!tlsWanted) {
-    const set = (
-      [
-        ['cluster.etcd.tls.ca_file', ca_file],
-        ['cluster.etcd.tls.cert_file', cert_file],
-        ['cluster.etcd.tls.key_file', key_file],
-      ] as const
-    ).find(([, v]) => v !== '');
-    if (set) {
-      throw configError(
-        set[0],
-        `${set[0]} is set but cluster.etcd.endpoints are not https:// (${cfg.endpoints.join(', ')}): TLS files would be ignored`,
-        'write the endpoints as https://host:port, or leave cluster.etcd.tls.* empty',
-      );
-    }
-  } else if (ca_file === '') {
-    throw configError(
-      'cluster.etcd.tls.ca_file',
-      `cluster.etcd.endpoints are https:// (${cfg.endpoints.join(', ')}) but cluster.etcd.tls.ca_file is empty`,
-      "set cluster.etcd.tls.ca_file to the CA certificate (PEM) that signed etcd's server certificates",
-    );
-  }
-  if ((cert_file === '') !== (key_file === '')) {
-    const missing = cert_file === '' ? 'cluster.etcd.tls.cert_file' : 'cluster.etcd.tls.key_file';
-    throw configError(
-      missing,
-      `cluster.etcd.tls.cert_file and cluster.etcd.tls.key_file must be set together (${missing} is empty)`,
-    );
-  }
-  if ((cfg.username === '') !== (cfg.password === '')) {
-    const missing = cfg.username === '' ? 'cluster.etcd.username' : 'cluster.etcd.password';
-    throw configError(
-      missing,
-      `cluster.etcd.username and cluster.etcd.password must be set together (${missing} is empty)`,
-    );
-  }
-  return {
-    tls: tlsWanted
-      ? { caFile: ca_file, ...(cert_file !== '' ? { certFile: cert_file, keyFile: key_file } : {}) }
-      : null,
-    auth: cfg.username !== '' ? { username: cfg.username, password: cfg.password } : null,
-  };
-}
+export { endpointScheme, etcdSecurityProblems, planEtcdSecurity } from './etcd-rules.js';
+export type { EtcdConfig, EtcdRuleProblem, EtcdSecurityPlan } from './etcd-rules.js';
 
 async function readPem(path: string, key: string): Promise<Buffer> {
   let data: Buffer;

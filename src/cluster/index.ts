@@ -25,4 +25,6 @@ export { Keys, normalisePrefix } from './keys.js';
 export { RegionLeader } from './region.js';
 export type { RegionLeaderOptions, PassSummary } from './region.js';
 export { capacityOf, downLongEnough, planRegion, regionSnapshot } from './placement.js';
+export { drainTargets } from './drain.js';
+export type { DrainTargetInput, DrainTargets } from './drain.js';
 export type { PlanInput, RegionPlan } from './placement.js';

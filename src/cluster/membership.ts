@@ -4,6 +4,7 @@ import type { EtcdConnection } from './etcd-client.js';
 import { relativeKey } from './etcd-client.js';
 import { Keys, childName, isValidId } from './keys.js';
 import type { Session } from './session.js';
+import { resilientWatch, type ResilientWatch } from './watch.js';
 
 /** What a node tells the region about itself. */
 export interface NodeInfo {
@@ -16,6 +17,13 @@ export interface NodeInfo {
   readonly driver: string;
   /** Set by drain: the node takes no new placements. */
   readonly draining?: boolean;
+  /**
+   * URL of the node's gRPC server (`http://host:port`, `https://` when it serves TLS): where peers
+   * reach its MigrationService, so a drain can live-migrate without static `cluster.peers`.
+   */
+  readonly grpcUrl?: string;
+  /** Base URL of the node's REST API (`http://host:port` or `https://…`): where VM operations are forwarded. */
+  readonly apiUrl?: string;
 }
 
 /** Parses a stored NodeInfo; undefined for a value that is not one (written by something else). */
@@ -31,6 +39,8 @@ export function parseNodeInfo(raw: Buffer | string): NodeInfo | undefined {
       labels: v.labels ?? {},
       driver: v.driver,
       ...(v.draining === true ? { draining: true } : {}),
+      ...(typeof v.grpcUrl === 'string' && v.grpcUrl !== '' ? { grpcUrl: v.grpcUrl } : {}),
+      ...(typeof v.apiUrl === 'string' && v.apiUrl !== '' ? { apiUrl: v.apiUrl } : {}),
     };
   } catch {
     return undefined;
@@ -134,41 +144,72 @@ export class MemberWatch {
   private readonly members = new Map<string, NodeInfo>();
   private readonly listeners = new Set<(c: MemberChange) => void>();
   private cancel: (() => Promise<void>) | undefined;
+  private watch: ResilientWatch | undefined;
   /** Revision of the initial snapshot. */
   snapshotRevision = 0;
 
   private constructor(private readonly conn: EtcdConnection) {}
 
-  static async start(conn: EtcdConnection): Promise<MemberWatch> {
+  static async start(
+    conn: EtcdConnection,
+    options: { readonly onTrouble?: (message: string) => void } = {},
+  ): Promise<MemberWatch> {
     const w = new MemberWatch(conn);
-    const res = await conn.kv.getAll().prefix(Keys.membersPrefix).exec();
-    w.snapshotRevision = Number(res.header.revision);
-    for (const kv of res.kvs) {
-      const info = parseNodeInfo(kv.value);
-      if (info) w.members.set(info.id, info);
-    }
-    const watcher = await conn.kv
-      .watch()
-      .prefix(Keys.membersPrefix)
-      .startRevision(String(w.snapshotRevision + 1))
-      .create();
-    watcher.on('put', (kv) => {
-      const id = childName(relativeKey(conn, kv.key), Keys.membersPrefix);
-      const info = parseNodeInfo(kv.value);
-      if (!id || !info) return;
-      const type = w.members.has(id) ? 'update' : 'join';
-      w.members.set(id, info);
-      w.emit({ type, id, node: info, revision: Number(kv.mod_revision) });
-    });
-    watcher.on('delete', (kv) => {
-      const id = childName(relativeKey(conn, kv.key), Keys.membersPrefix);
-      if (!id) return;
-      const last = w.members.get(id);
-      w.members.delete(id);
-      w.emit({ type: 'leave', id, node: last, revision: Number(kv.mod_revision) });
-    });
-    w.cancel = () => watcher.cancel();
+    const idOf = (key: Buffer): string | undefined => childName(relativeKey(conn, key), Keys.membersPrefix);
+    const watch = await resilientWatch(
+      conn,
+      { prefix: Keys.membersPrefix },
+      {
+        onSnapshot: (kvs, revision, resync) => {
+          const now = new Map<string, NodeInfo>();
+          for (const kv of kvs) {
+            const info = parseNodeInfo(kv.value);
+            if (info) now.set(info.id, info);
+          }
+          if (!resync) {
+            w.snapshotRevision = revision;
+            for (const [id, info] of now) w.members.set(id, info);
+            return;
+          }
+          // after a cancelled watch: what changed meanwhile, as the changes a watch would have shown
+          for (const [id, last] of [...w.members]) {
+            if (now.has(id)) continue;
+            w.members.delete(id);
+            w.emit({ type: 'leave', id, node: last, revision });
+          }
+          for (const [id, info] of now) {
+            const last = w.members.get(id);
+            if (last && JSON.stringify(last) === JSON.stringify(info)) continue;
+            w.members.set(id, info);
+            w.emit({ type: last ? 'update' : 'join', id, node: info, revision });
+          }
+        },
+        onPut: (kv) => {
+          const id = idOf(kv.key);
+          const info = parseNodeInfo(kv.value);
+          if (!id || !info) return;
+          const type = w.members.has(id) ? 'update' : 'join';
+          w.members.set(id, info);
+          w.emit({ type, id, node: info, revision: Number(kv.mod_revision) });
+        },
+        onDelete: (kv) => {
+          const id = idOf(kv.key);
+          if (!id) return;
+          const last = w.members.get(id);
+          w.members.delete(id);
+          w.emit({ type: 'leave', id, node: last, revision: Number(kv.mod_revision) });
+        },
+        ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}),
+      },
+    );
+    w.watch = watch;
+    w.cancel = () => watch.cancel();
     return w;
+  }
+
+  /** How many times the member watch was re-read after etcd cancelled it (compaction). */
+  get resyncs(): number {
+    return this.watch?.resyncs ?? 0;
   }
 
   nodes(): NodeInfo[] {

@@ -27,6 +27,7 @@ import {
   withAllocation,
 } from './placement.js';
 import type { Session } from './session.js';
+import { resilientWatch } from './watch.js';
 
 export interface RegionLeaderOptions {
   readonly conn: EtcdConnection;
@@ -84,9 +85,20 @@ export class RegionLeader {
     const { conn } = this.#o;
     this.#offMembers = this.#o.members.onChange(() => this.kick());
     try {
-      const watcher = await conn.kv.watch().prefix(Keys.pendingPrefix).create();
-      watcher.on('put', () => this.kick());
-      this.#cancelWatch = () => watcher.cancel();
+      // (read again after etcd cancels it, e.g. on a compacted resume; each re-read kicks a pass)
+      const watch = await resilientWatch(
+        conn,
+        { prefix: Keys.pendingPrefix },
+        {
+          onSnapshot: (_kvs, _rev, resync) => {
+            if (resync) this.kick();
+          },
+          onPut: () => this.kick(),
+          onDelete: () => undefined,
+          onTrouble: (message) => this.#o.logger.warn({ watch: 'pending' }, `leader: ${message}`),
+        },
+      );
+      this.#cancelWatch = () => watch.cancel();
     } catch (err) {
       this.#o.logger.warn(
         { err: (err as Error).message },

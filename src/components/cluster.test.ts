@@ -7,7 +7,7 @@ import { isApiWrite } from '../api/rest/cluster.js';
 import { deriveReadiness, readinessHttpStatus } from '../boot/runtime.js';
 import { renderStatus } from '../cli/cluster.js';
 
-test('nodeInfoOf: REST host:port first, then gRPC; capacity in the membership units', () => {
+test('nodeInfoOf: REST host:port first, then gRPC; capacity in the membership units; the URLs peers dial', () => {
   const info = nodeInfoOf({
     id: 'n1',
     name: 'h',
@@ -23,6 +23,9 @@ test('nodeInfoOf: REST host:port first, then gRPC; capacity in the membership un
     capacity: { cpus: 4, memoryMiB: 8192, diskGiB: 20 },
     labels: { zone: 'a' },
     driver: 'sim',
+    // gRPC shares the API's TLS: https when the API serves it
+    grpcUrl: 'https://127.0.0.1:9090',
+    apiUrl: 'https://[::1]:8090',
   });
   assert.equal(hostPortOf('not a url'), 'not a url');
   assert.deepEqual(

@@ -19,6 +19,8 @@ import type {
 } from '../cluster/index.js';
 import type { NodeAnnouncement, NodeRegistrar } from './registration.js';
 import { nodeCapacityOf } from './vms.js';
+import { migrateVmTo } from './migration.js';
+import type { NodeUsage } from '../store/types.js';
 // Type-only: declares services.api, services.store and services.vms read here.
 import type {} from './api.js';
 import type {} from '../store/index.js';
@@ -39,15 +41,19 @@ export interface ClusterService {
   etcd(): ClusterEtcdInfo | null;
   /**
    * Marks this node draining (or not) in its membership record. Draining, in a region with shared
-   * records, also hands its running VMs back one by one (stopped here, then placed elsewhere by the
-   * leader): stop-and-restart, not live migration.
+   * records, also moves its running VMs away one by one: live migration to another member where
+   * this node can migrate, else handed back (stopped here, then placed elsewhere by the leader).
    */
   setDraining(draining: boolean): Promise<DrainOutcome>;
 }
 
 export interface DrainOutcome {
-  /** `none`: only the mark (no shared records, or uncordon). */
-  readonly method: 'stop-and-restart' | 'none';
+  /**
+   * `live-migration`: each VM is live-migrated to another member (one that cannot go live is
+   * stopped and restarted elsewhere); `stop-and-restart`: live migration is unavailable on this
+   * node (sim driver, no cluster.join_token …); `none`: only the mark (no shared records, or uncordon).
+   */
+  readonly method: 'live-migration' | 'stop-and-restart' | 'none';
   /** VMs being moved off this node. */
   readonly moving: number;
 }
@@ -92,7 +98,14 @@ export function nodeInfoOf(node: NodeAnnouncement): NodeInfo {
     },
     labels: node.labels,
     driver: node.driver,
+    ...(node.grpcAddress ? { grpcUrl: `${schemeOf(node.apiUrl)}://${node.grpcAddress}` } : {}),
+    ...(node.apiUrl ? { apiUrl: node.apiUrl } : {}),
   };
+}
+
+/** `https` when the API serves TLS (the gRPC server shares its certificate), else `http`. */
+function schemeOf(apiUrl: string): 'http' | 'https' {
+  return apiUrl.startsWith('https:') ? 'https' : 'http';
 }
 
 /** Single mode: this node alone, its own leader. */
@@ -129,7 +142,7 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
   /** Region work of this node (cluster mode on a shared PostgreSQL): agent, leader, fencing. */
   let regionStop: (() => Promise<void>) | null = null;
   /** Hands this node's running VMs back to the leader (drain); null without shared records. */
-  let drainVms: (() => Promise<number>) | null = null;
+  let drainVms: (() => Promise<DrainOutcome>) | null = null;
   let mode: 'single' | 'etcd' = 'single';
   let service: ClusterService | null = null;
 
@@ -177,8 +190,10 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         AssignmentAgent,
         RegionLeader,
         Keys,
+        drainTargets,
       } = await import('../cluster/index.js');
       const { schedulerOptionsFromConfig } = await import('../scheduler/index.js');
+      const { parseStoredSpec } = await import('../vm/model.js');
       const nodeId = ctx.config.system.node_id;
       const region = ctx.config.system.cluster_id;
       const endpoints = cfg.etcd.endpoints;
@@ -191,7 +206,9 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
       try {
         s = await Session.open(c, { ttlSeconds: cfg.etcd.lease_ttl_seconds });
         session = s;
-        members = await MemberWatch.start(c);
+        const watchTrouble = (what: string) => (message: string) =>
+          ctx.logger.warn({ watch: what }, `etcd ${what} watch: ${message}`);
+        members = await MemberWatch.start(c, { onTrouble: watchTrouble('member') });
         leaders = await LeaderWatch.start(c, region);
       } catch (err) {
         await release();
@@ -284,7 +301,7 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
             throw new UnavailableError('node is partitioned from etcd: writes refused until it rejoins');
           await membership.setDraining(draining);
           if (!draining || !drainVms) return { method: 'none', moving: 0 };
-          return { method: 'stop-and-restart', moving: await drainVms() };
+          return drainVms();
         },
       };
       const registrar: NodeRegistrar = {
@@ -345,17 +362,25 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
                   );
               },
             });
-            const agent = await AssignmentAgent.start(c, nodeId, {
-              onAssign: async (a) => {
-                // a VM started here is not in `policies` until the next refresh: fencing then
-                // stops it too (an unknown policy counts as HA)
-                const r = await vms.runAssigned(a.vm);
-                return r === 'ignored' ? 'accepted' : r;
+            const agent = await AssignmentAgent.start(
+              c,
+              nodeId,
+              {
+                onAssign: async (a) => {
+                  // a VM started here is not in `policies` until the next refresh: fencing then
+                  // stops it too (an unknown policy counts as HA)
+                  const r = await vms.runAssigned(a.vm);
+                  return r === 'ignored' ? 'accepted' : r;
+                },
+                onRemove: async (vm) => {
+                  await vms.dropIfNotOurs(vm);
+                },
               },
-              onRemove: async (vm) => {
-                await vms.dropIfNotOurs(vm);
+              {
+                onTrouble: (message) =>
+                  ctx.logger.warn({ watch: 'assignment' }, `etcd assignment watch: ${message}`),
               },
-            });
+            );
             leader = new RegionLeader({
               conn: c,
               session: s,
@@ -371,30 +396,96 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
             });
             const l = leader;
             let drainRun: Promise<void> = Promise.resolve();
+            const scheduler = schedulerOptionsFromConfig(ctx.config.scheduler);
+            /**
+             * Live-migrates one VM off this draining node: to the scheduler's choice among the members
+             * that can take it, then the next best. Resolves with how it ended, or with why it could
+             * not go live (the caller then hands it back: stop here, restart elsewhere).
+             */
+            const migrateOff = async (id: string): Promise<{ to: string } | { reason: string }> => {
+              const mig = ctx.services.migrations;
+              if (!mig?.manager)
+                return { reason: mig?.unavailable ?? 'the migrations component is not running' };
+              const self = membership?.self;
+              const vm = await store.vms.get(id);
+              if (!self || !vm) return { reason: 'the VM or this node left the region meanwhile' };
+              const spec = parseStoredSpec(vm.spec);
+              const live = mw.nodes();
+              const usage = new Map<string, NodeUsage>();
+              for (const n of live) if (n.id !== nodeId) usage.set(n.id, await store.allocations.usage(n.id));
+              const { targets, excluded } = drainTargets({
+                self,
+                members: live,
+                usage,
+                vm,
+                resources: { cpus: spec.cpus, memoryMib: spec.memoryMib },
+                scheduler,
+              });
+              if (targets.length === 0)
+                return {
+                  reason: `no member can take it live (${excluded.map((e) => `${e.node}: ${e.reason}`).join('; ') || 'no other live member'})`,
+                };
+              const failures: string[] = [];
+              for (const target of targets) {
+                if (membership?.self.draining !== true || s.state !== 'ready') break;
+                try {
+                  const done = await migrateVmTo(ctx.services, id, target, { wait: true });
+                  if (done.state === 'completed') return { to: target };
+                  failures.push(`${target}: ${done.state}${done.error ? ` (${done.error})` : ''}`);
+                } catch (err) {
+                  failures.push(`${target}: ${(err as Error).message}`);
+                }
+                // a migration that failed leaves the VM running here; anything else: stop trying
+                const now = await store.vms.get(id);
+                if (now?.node !== nodeId || now.state !== 'running') return { reason: failures.join('; ') };
+              }
+              return { reason: failures.join('; ') || 'drain ended (uncordoned, or this node was cut off)' };
+            };
             drainVms = async () => {
               const page = await store.vms.list({
                 filters: { node: nodeId, state: 'running', desiredState: 'running' },
                 limit: 1000,
               });
               const ids = page.items.map((v) => v.id);
+              const live = ctx.services.migrations?.manager !== undefined;
               ctx.logger.info(
                 { vms: ids.length },
-                `draining: handing ${ids.length} VM(s) back (stop, then restart elsewhere)`,
+                live
+                  ? `draining: live-migrating ${ids.length} VM(s) away (stop-and-restart for any that cannot go live)`
+                  : `draining: handing ${ids.length} VM(s) back (stop, then restart elsewhere): ${ctx.services.migrations?.unavailable ?? 'live migration unavailable'}`,
               );
               drainRun = drainRun.then(async () => {
                 for (const id of ids) {
                   if (membership?.self.draining !== true || s.state !== 'ready') break;
                   try {
-                    if (await vms.handBack(id)) await c.kv.put(Keys.pending(id)).value(nodeId);
+                    if (live) {
+                      const r = await migrateOff(id);
+                      if ('to' in r) {
+                        ctx.logger.info({ vmId: id, to: r.to }, `draining: live-migrated to ${r.to}`);
+                        ctx.events.publish('cluster.drained', { id, to: r.to, method: 'live-migration' });
+                        continue;
+                      }
+                      ctx.logger.warn(
+                        { vmId: id, reason: r.reason },
+                        'draining: cannot live-migrate; stopping it here to restart elsewhere',
+                      );
+                      const still = await store.vms.get(id);
+                      if (still?.node !== nodeId || still.state !== 'running') continue;
+                      if (membership?.self.draining !== true || s.state !== 'ready') break;
+                    }
+                    if (await vms.handBack(id)) {
+                      await c.kv.put(Keys.pending(id)).value(nodeId);
+                      ctx.events.publish('cluster.drained', { id, method: 'stop-and-restart' });
+                    }
                   } catch (err) {
                     ctx.logger.warn(
                       { vmId: id, err: (err as Error).message },
-                      'draining: could not hand a VM back',
+                      'draining: could not move a VM away',
                     );
                   }
                 }
               });
-              return ids.length;
+              return { method: live ? 'live-migration' : 'stop-and-restart', moving: ids.length };
             };
             regionStop = async () => {
               drainVms = null;

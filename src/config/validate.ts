@@ -5,6 +5,8 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { ConfigIssue } from '../errors.js';
 import type { NovaCronConfig } from './schema.js';
 import { describeAllowed, enumValues, suggestKey, type JsonSchema } from './schema-walk.js';
+import { etcdSecurityProblems, type EtcdConfig } from '../cluster/etcd-rules.js';
+import { isLoopbackHost } from '../security/tls.js';
 // Compiled ahead of time by `npm run schema` (see generate.ts): no schema compile at boot.
 import { validate as generatedValidate } from './validator.generated.js';
 
@@ -166,7 +168,10 @@ const get = (obj: unknown, ...keys: string[]): unknown =>
     obj,
   );
 
-/** Rules across keys: stream bounds of each DWCP profile, distinct ports, TLS files in pairs. */
+/**
+ * Rules across keys: stream bounds of each DWCP profile, distinct ports, TLS files in pairs, TLS
+ * off only on loopback, and (cluster.mode etcd) the etcd endpoint/TLS/auth rules a node checks at boot.
+ */
 function crossKeyIssues(data: unknown, sourceOf: SourceOf): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const mode of ['datacenter', 'internet', 'hybrid']) {
@@ -219,6 +224,27 @@ function crossKeyIssues(data: unknown, sourceOf: SourceOf): ConfigIssue[] {
       message: 'cert_file and key_file must be set together (or both left empty to generate them)',
       allowed: 'a PEM file path',
     });
+  }
+  const tlsEnabled = get(data, 'security', 'tls', 'enabled');
+  const host = get(data, 'api', 'host');
+  if (tlsEnabled === 'off' && typeof host === 'string' && !isLoopbackHost(host)) {
+    out.push({
+      path: 'security.tls.enabled',
+      value: 'off',
+      message: `TLS is off but api.host ${host} is not loopback: serving beyond this host requires TLS`,
+      allowed: 'auto or on (or bind api.host to 127.0.0.1)',
+    });
+  }
+  const etcd = get(data, 'cluster', 'etcd') as EtcdConfig | undefined;
+  if (get(data, 'cluster', 'mode') === 'etcd' && etcd && Array.isArray(etcd.endpoints) && etcd.tls) {
+    for (const p of etcdSecurityProblems(etcd)) {
+      out.push({
+        path: p.key,
+        value: get(data, ...p.key.split('.')),
+        message: p.message,
+        ...(p.hint ? { allowed: p.hint } : {}),
+      });
+    }
   }
   return out.map((i) => withSource(i, sourceOf));
 }

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { findQemuPidsUnder } from '../../src/vm/drivers/qemu/process.js';
 import { freePort } from '../helpers/ports.js';
 import { runCli, type CliProcess } from '../helpers/cli.js';
 import { EtcdCluster } from './etcd-harness.js';
@@ -52,6 +53,8 @@ export interface RegionOptions {
   readonly logLevel?: string;
   /** Scheduler strategy (default spread: the tests want VMs on every node). */
   readonly strategy?: string;
+  /** More `--set` keys for every node, applied last (e.g. the QEMU driver and a join token). */
+  readonly settings?: Readonly<Record<string, string | number>>;
 }
 
 export class Region {
@@ -140,6 +143,7 @@ export class Region {
       ...set('database.port', PG.port),
       ...set('database.user', PG.user),
       ...set('database.database', this.database),
+      ...Object.entries(o.settings ?? {}).flatMap(([k, v]) => set(k, v)),
     ]);
     const count = (re: RegExp) =>
       cli
@@ -286,6 +290,14 @@ export class Region {
     for (const n of this.nodes.values()) {
       if (logDir) writeFileSync(join(logDir, `${n.id}.log`), n.cli.output());
       for (const p of n.proxies) await p.close();
+      // QEMU processes (qemu driver) outlive a SIGKILLed node: stop those under its data dir
+      for (const pid of (await findQemuPidsUnder(join(n.dataDir, 'vms'))).keys()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
       rmSync(n.dataDir, { recursive: true, force: true });
     }
     await this.etcd.stop();

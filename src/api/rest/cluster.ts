@@ -1,7 +1,8 @@
 // Cluster routes (`GET /api/v1/cluster`, drain/uncordon of this node) and the write guard that refuses
 // API writes while this node is fenced from its region's etcd.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { InvalidStateError, UnavailableError } from '../../errors.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidStateError, NotFoundError, UnavailableError } from '../../errors.js';
+import { memberDispatcher, relayTo } from './forward.js';
 import type { Services } from '../../boot/services.js';
 import type { RestServerDeps } from './server.js';
 // Type-only: declares services.cluster.
@@ -27,9 +28,8 @@ export function vmOperationTarget(method: string, url: string): string | undefin
 }
 
 /**
- * onRequest hook (after auth): 503 `unavailable` for API writes while the node is fenced; in a
- * region, 409 for an operation on a VM whose process lives on another live node (its driver is
- * there: the request must go to that node, whose address the error names).
+ * onRequest hook (after auth): 503 `unavailable` for API writes while the node is fenced. (VM
+ * operations on a VM of another live member are forwarded there: forward.ts.)
  */
 export function fenceGuard(services: Services) {
   return async (request: FastifyRequest): Promise<void> => {
@@ -37,19 +37,6 @@ export function fenceGuard(services: Services) {
       throw new UnavailableError(PARTITIONED_MESSAGE, {
         hint: 'reads still work; retry on another node of the region, or here once it rejoins',
       });
-    const cluster = services.cluster;
-    if (cluster?.mode !== 'etcd' || services.vms === undefined) return;
-    const target = vmOperationTarget(request.method, request.url);
-    if (target === undefined) return;
-    const vm = await services.vms.get(target).catch(() => undefined);
-    if (vm?.node === undefined || vm.node === null || vm.node === cluster.nodeId) return;
-    const owner = cluster.members().find((n) => n.id === vm.node);
-    if (owner === undefined) return; // its node is down: the records can be changed here
-    const address = owner.addresses[0] ?? '';
-    throw new InvalidStateError(
-      `vm ${vm.name} runs on node ${vm.node} (${address}): send this request to that node`,
-      { key: 'node', details: { node: vm.node, address }, hint: `e.g. --url http://${address}` },
-    );
   };
 }
 
@@ -105,6 +92,59 @@ export function clusterRoutes(app: FastifyInstance, deps: RestServerDeps): void 
       return { mode: c.mode, self: c.nodeId, leader: v.leader, nodes: v.nodes, etcd: c.etcd() };
     },
   );
+  // The same operations on any member by id: served here for this node, else forwarded to it.
+  const dispatcher = memberDispatcher(deps.services);
+  const onMember = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    op: 'vms' | 'drain' | 'uncordon',
+    local: () => Promise<unknown>,
+  ): Promise<unknown> => {
+    const c = cluster();
+    const { node } = request.params as { node: string };
+    if (node === 'self' || node === c.nodeId) return local();
+    const m = c.members().find((n) => n.id === node);
+    if (!m) {
+      const known = c.view().nodes.find((n) => n.id === node);
+      if (known) throw new UnavailableError(`node ${node} is ${known.status}: it cannot be reached to ${op}`);
+      throw new NotFoundError('node', node);
+    }
+    const t = { node, apiUrl: m.apiUrl, address: m.addresses[0] ?? '' };
+    return relayTo(
+      deps.services,
+      request,
+      reply,
+      t,
+      `/api/v1/cluster/self/${op}`,
+      60_000,
+      (why) =>
+        new InvalidStateError(`node ${node} (${t.address}): cannot forward ${op} (${why})`, {
+          key: 'node',
+          hint: `send it to that node: --url ${t.apiUrl ?? `http://${t.address}`}`,
+        }),
+      dispatcher(),
+    );
+  };
+  const nodeParams = {
+    type: 'object',
+    properties: { node: { type: 'string', minLength: 1 } },
+    required: ['node'],
+  } as const;
+  app.get(
+    '/api/v1/cluster/nodes/:node/vms',
+    {
+      schema: {
+        tags: ['cluster'],
+        summary: "VMs with a live process on a member (the driver's view), forwarded to that member",
+        params: nodeParams,
+      },
+    },
+    async (request, reply) =>
+      onMember(request, reply, 'vms', async () => ({
+        node: cluster().nodeId,
+        vms: deps.services.vms?.localVmIds() ?? [],
+      })),
+  );
   app.get(
     '/api/v1/cluster/self/vms',
     {
@@ -121,6 +161,12 @@ export function clusterRoutes(app: FastifyInstance, deps: RestServerDeps): void 
     },
     async () => ({ node: cluster().nodeId, vms: deps.services.vms?.localVmIds() ?? [] }),
   );
+  const setDrain = async (draining: boolean) => {
+    const c = cluster();
+    const drain = await c.setDraining(draining);
+    const v = c.view();
+    return { mode: c.mode, self: c.nodeId, leader: v.leader, nodes: v.nodes, etcd: c.etcd(), drain };
+  };
   for (const [op, draining] of [
     ['drain', true],
     ['uncordon', false],
@@ -132,7 +178,7 @@ export function clusterRoutes(app: FastifyInstance, deps: RestServerDeps): void 
           tags: ['cluster'],
           summary:
             op === 'drain'
-              ? 'Mark this node draining; with shared records its running VMs are stopped here and restarted elsewhere by the leader, one by one (`drain.moving`; poll /api/v1/cluster/self/vms)'
+              ? 'Mark this node draining; with shared records its running VMs move away one by one: live-migrated where this node can migrate, else stopped here and restarted elsewhere by the leader (`drain.method`, `drain.moving`; poll /api/v1/cluster/self/vms)'
               : 'Clear the draining mark of this node',
           response: {
             200: {
@@ -142,7 +188,7 @@ export function clusterRoutes(app: FastifyInstance, deps: RestServerDeps): void 
                 drain: {
                   type: 'object',
                   properties: {
-                    method: { type: 'string', enum: ['stop-and-restart', 'none'] },
+                    method: { type: 'string', enum: ['live-migration', 'stop-and-restart', 'none'] },
                     moving: { type: 'integer' },
                   },
                 },
@@ -151,12 +197,18 @@ export function clusterRoutes(app: FastifyInstance, deps: RestServerDeps): void 
           },
         },
       },
-      async () => {
-        const c = cluster();
-        const drain = await c.setDraining(draining);
-        const v = c.view();
-        return { mode: c.mode, self: c.nodeId, leader: v.leader, nodes: v.nodes, etcd: c.etcd(), drain };
+      async () => setDrain(draining),
+    );
+    app.post(
+      `/api/v1/cluster/nodes/:node/${op}`,
+      {
+        schema: {
+          tags: ['cluster'],
+          summary: `As /api/v1/cluster/self/${op}, for the member named (forwarded to it)`,
+          params: nodeParams,
+        },
       },
+      async (request, reply) => onMember(request, reply, op, async () => setDrain(draining)),
     );
   }
 }

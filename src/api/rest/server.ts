@@ -19,6 +19,7 @@ import { registerRequestTracing } from './request-tracing.js';
 import { vmRoutes } from './vms.js';
 import { migrationRoutes } from './migrations.js';
 import { clusterRoutes, fenceGuard } from './cluster.js';
+import { forwardToOwner } from './forward.js';
 import { eventsWebSocketRoute } from '../ws/events.js';
 import { MIN_TLS_VERSION } from '../../security/tls.js';
 
@@ -86,6 +87,8 @@ export async function buildRestServer(
   app.addHook('onRequest', authHook(deps.services.security));
   // While fenced from the region's etcd, API writes are refused (503); reads go on.
   app.addHook('onRequest', fenceGuard(deps.services));
+  // In a region, start/stop/restart/delete of a VM that runs on another live member go to that member.
+  app.addHook('preHandler', forwardToOwner(deps.services, deps.config.vm.stop_grace_seconds * 1000 + 30_000));
   app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
