@@ -1,6 +1,6 @@
 // Service component "migrations": the node's migration manager (src/migration/manager.ts). It opens
 // the DWCP receiver of incoming migrations on dwcp.listen_port, registers novacron.v1.MigrationService
-// (peers authenticate with cluster.join_token), settles migrations interrupted by a restart, and
+// (peers authenticate with cluster.join_token; DWCP streams as dwcp.auth says), settles migrations interrupted by a restart, and
 // publishes `services.migrations` for REST (/api/v1/vms/{id}/migrate, /api/v1/migrations/{id}).
 // Live migration needs the QEMU driver and a join token; without them the component is up but says
 // why migrations are unavailable (and the API answers with that reason).
@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { Component } from '../boot/component.js';
 import { requireService } from '../boot/services.js';
 import type { Services } from '../boot/services.js';
-import { InvalidStateError, UnavailableError } from '../errors.js';
+import { InvalidStateError, UnavailableError, errorMessage } from '../errors.js';
+import type { ConnectionSecurity } from '../dwcp/transport/connection.js';
 import type { MigrationManager, MigrationView } from '../migration/manager.js';
 import { nodeCapacityOf } from './vms.js';
 
@@ -44,6 +45,15 @@ export function migrationComponent(options: { dependsOn: readonly string[] }): C
       else if (c.cluster.join_token === '')
         unavailable = 'cluster.join_token is empty: peers cannot authenticate each other';
       else if (!c.dwcp.enabled) unavailable = 'dwcp.enabled is false: migrations are carried by DWCP';
+      let security: ConnectionSecurity | undefined;
+      if (!unavailable) {
+        // dwcp.auth: the join token, or this node's certificate from the cluster CA (security.tls.*).
+        const { dwcpSecurity } = await import('../dwcp/transport/auth-config.js');
+        security = await dwcpSecurity(c, { encrypt: c.dwcp.features.encryption }).catch((err: unknown) => {
+          unavailable = `DWCP authentication (dwcp.auth: ${c.dwcp.auth}): ${errorMessage(err)}`;
+          return undefined;
+        });
+      }
       if (unavailable) {
         ctx.services.migrations = { manager: undefined, unavailable };
         detail = `unavailable: ${unavailable}`;
@@ -67,6 +77,19 @@ export function migrationComponent(options: { dependsOn: readonly string[] }): C
         },
         nodeId: c.system.node_id,
         peers: c.cluster.peers,
+        // In a region, the live members announce their gRPC URL: drains and `vm migrate` reach them by id.
+        resolvePeer: (name) => {
+          const m = ctx.services.cluster?.members().find((n) => n.id === name);
+          return m?.grpcUrl ? { name: m.id, url: m.grpcUrl } : undefined;
+        },
+        // The ML bridge predicts each link's rate from the samples earlier migrations recorded
+        // (its moving-average fallback answers when the service is absent).
+        predictLinkRate: async (samples) => {
+          const ml = ctx.services.ml;
+          if (!ml) throw new Error('the ml-engine component is not running');
+          const a = await ml.predictBandwidth(samples, { profile: 'novacron-links' });
+          return { bytesPerSecond: a.predicted, source: a.source };
+        },
         joinToken: c.cluster.join_token,
         vmsRoot: join(dataDir, 'vms'),
         capacity: nodeCapacityOf(c, ctx.services.host),
@@ -77,6 +100,7 @@ export function migrationComponent(options: { dependsOn: readonly string[] }): C
           // Two streams (BBR keeps the queue short) and zstd 1 in one long-range context per stream (docs/migration.md).
           streams: Math.min(2, profile.streams),
           codec: { codec: 'zstd', level: 1 },
+          ...(security ? { security } : {}),
         },
       });
       manager = m;

@@ -14,6 +14,17 @@ test('the DWCP window follows the round trip, between 1 and 32 MiB', () => {
   assert.equal(migrationWindowBytes(-5), MIB);
 });
 
+test('a predicted link rate lifts the window to two bandwidth-delay products, never lowers it', () => {
+  // 1 Gbit/s (125 MB/s) at 40 ms: 2 × 5 MB = 10 MB, above the rule's 2 MiB
+  assert.equal(migrationWindowBytes(40, 125e6), 10e6);
+  // 100 Mbit/s at 40 ms: 1 MB < the rule's 2 MiB, so the rule stands
+  assert.equal(migrationWindowBytes(40, 12.5e6), 2 * MIB);
+  // capped at 32 MiB; no or a nonsense prediction: the rule
+  assert.equal(migrationWindowBytes(150, 10e9), 32 * MIB);
+  assert.equal(migrationWindowBytes(40, 0), 2 * MIB);
+  assert.equal(migrationWindowBytes(40, Number.NaN), 2 * MIB);
+});
+
 test("QEMU's downtime-limit leaves room for the DWCP backlog and the control round trips", () => {
   assert.equal(qemuDowntimeLimit(300, 0, 0), 300);
   assert.equal(qemuDowntimeLimit(300, 160, 65), 75);

@@ -76,13 +76,20 @@ export interface SourceSummary {
 /**
  * DWCP send window for a migration stream over a path with round trip `rttMs`: the bytes in flight
  * that keep a link of up to ~400 Mbit/s busy (50 MiB/s × RTT, with BBR keeping the queue short),
- * between 1 and 32 MiB. What is in the window when the guest pauses must cross during the pause;
- * MigrationSource takes its drain time off QEMU's downtime-limit. Pure.
+ * between 1 and 32 MiB; a link whose rate is predicted faster (from the samples of earlier
+ * transfers, `predictedBytesPerSecond`) gets two bandwidth-delay products, up to 32 MiB. What is in
+ * the window when the guest pauses must cross during the pause; MigrationSource takes its drain
+ * time off QEMU's downtime-limit. Pure.
  */
-export function migrationWindowBytes(rttMs: number): number {
+export function migrationWindowBytes(rttMs: number, predictedBytesPerSecond?: number): number {
   const MIB = 1024 * 1024;
   const w = Math.round((Math.max(0, rttMs) / 1000) * 50 * MIB);
-  return Math.min(32 * MIB, Math.max(MIB, w));
+  const base = Math.min(32 * MIB, Math.max(MIB, w));
+  if (predictedBytesPerSecond === undefined || !(predictedBytesPerSecond > 0)) return base;
+  // A link predicted faster than the rule's 50 MiB/s gets two of its bandwidth-delay products
+  // (never less than the rule gives: a prediction only lifts the ceiling, it does not shrink it).
+  const bdp2 = Math.round(2 * predictedBytesPerSecond * (Math.max(0, rttMs) / 1000));
+  return Math.max(base, Math.min(32 * MIB, bdp2));
 }
 
 /** QEMU `max-bandwidth` when none is given: far above any link, so DWCP's window does the pacing. */

@@ -21,6 +21,7 @@ import type { CodecChoice } from '../dwcp/encoding/codec.js';
 import { checkFileName, createReceiver, sendFile, type FileReceiver } from '../dwcp/index.js';
 import { openStreamSender, streamReceiver } from '../dwcp/stream.js';
 import { AmstServer } from '../dwcp/transport/server.js';
+import type { ConnectionSecurity } from '../dwcp/transport/connection.js';
 import {
   ConflictError,
   ErrorCode,
@@ -33,6 +34,7 @@ import {
 import { isTransportFailure, MigrationPeerClient, type PeerAddress } from '../api/grpc/migration-service.js';
 import type { Store, StoreTx } from '../store/index.js';
 import type { MigrationRecord, NodeCapacity, VmRecord } from '../store/types.js';
+import { LinkSampler } from './link-samples.js';
 import { appendVmStateEvent } from '../vm/audit.js';
 import type { VmHandle, VmSpec } from '../vm/driver.js';
 import { overlayPath } from '../vm/drivers/qemu/args.js';
@@ -63,6 +65,18 @@ export interface MigrationManagerOptions {
   readonly logger: { readonly info: Log; readonly warn: Log; readonly error: Log };
   readonly nodeId: string;
   readonly peers: readonly PeerAddress[];
+  /**
+   * Peers beyond the static list: in a region, the live members that announce a gRPC URL (consulted
+   * when `peers` has no entry of that name).
+   */
+  readonly resolvePeer?: (name: string) => PeerAddress | undefined;
+  /**
+   * Predicts the next rate of a link from its recent samples (bytes/s, oldest first): the ML
+   * bridge's PredictBandwidth, which falls back to a moving average without the service.
+   */
+  readonly predictLinkRate?: (
+    samples: readonly number[],
+  ) => Promise<{ readonly bytesPerSecond: number; readonly source: string }>;
   readonly joinToken: string;
   /** `<data_dir>/vms`. */
   readonly vmsRoot: string;
@@ -74,6 +88,11 @@ export interface MigrationManagerOptions {
     readonly encrypt: boolean;
     readonly streams: number;
     readonly codec: CodecChoice;
+    /**
+     * How DWCP streams authenticate (dwcp.auth, see dwcpSecurity); default: the join token. With
+     * certificates, the target's must name the peer (its name or its url's host).
+     */
+    readonly security?: ConnectionSecurity;
     /** Unacknowledged bytes in flight; small keeps QEMU's bandwidth estimate honest (default 2 MiB). */
     readonly windowBytes?: number;
   };
@@ -85,6 +104,12 @@ export interface MigrationManagerOptions {
   readonly coldTimeoutMs?: number;
   /** A prepared destination aborts when the source does not resume it this long after loading (default 60 s). */
   readonly resumeTimeoutMs?: number;
+}
+
+/** The DWCP security of this node; towards a target, its certificate must name that peer. */
+function dwcpSecurityOf(o: MigrationManagerOptions, target?: MigrationPeerClient): ConnectionSecurity {
+  const sec = o.dwcp.security ?? { token: o.joinToken, encrypt: o.dwcp.encrypt };
+  return target && sec.certificate ? { ...sec, peerNames: [target.peer.name, target.host] } : sec;
 }
 
 export interface MigrateRequest {
@@ -262,6 +287,8 @@ export class MigrationManager implements DestinationHost {
   readonly #driver: QemuDriver;
   readonly #server: AmstServer;
   readonly #outgoing = new Map<string, Outgoing>();
+  /** Link samples of outgoing transfers, appended to bandwidth_samples when each ends. */
+  readonly #links = new Map<string, LinkSampler>();
   readonly #incoming: Map<string, Incoming>;
   readonly #incomingCold = new Map<string, ColdIncoming>();
   readonly #clients = new Map<string, MigrationPeerClient>();
@@ -291,7 +318,7 @@ export class MigrationManager implements DestinationHost {
     const server = await AmstServer.listen({
       host: o.dwcp.host,
       port: o.dwcp.port,
-      security: { token: o.joinToken, encrypt: o.dwcp.encrypt },
+      security: dwcpSecurityOf(o),
       // Ack each bundle at once (a stream has nothing to fsync): the sender's window then only has
       // to cover the round trip, and less sits in flight when the guest pauses (docs/migration.md).
       syncDelayMs: 1,
@@ -324,15 +351,18 @@ export class MigrationManager implements DestinationHost {
    */
   async migrate(vmIdOrName: string, body: MigrateRequest): Promise<MigrationView> {
     const req = validateMigrateRequest(body);
-    const peer = this.#o.peers.find((p) => p.name === req.target);
+    const peer = this.#peer(req.target);
     if (req.target === this.#o.nodeId)
       throw new ValidationError(`invalid target: ${req.target} is this node; the VM already runs here`, {
         key: 'target',
       });
     if (!peer)
       throw new ValidationError(
-        `invalid target: no peer named ${req.target} in cluster.peers (known: ${this.#o.peers.map((p) => p.name).join(', ') || 'none'})`,
-        { key: 'target', hint: 'add the node to cluster.peers as {name, url} with its gRPC url' },
+        `invalid target: no peer named ${req.target} in cluster.peers or among the region's live members (known: ${this.#o.peers.map((p) => p.name).join(', ') || 'none'})`,
+        {
+          key: 'target',
+          hint: 'add the node to cluster.peers as {name, url} with its gRPC url, or check that it is a live member (novacron node list)',
+        },
       );
     if (this.#o.joinToken === '')
       throw new InvalidStateError('cluster.join_token is empty: peers cannot authenticate this node', {
@@ -481,11 +511,18 @@ export class MigrationManager implements DestinationHost {
     return migrationViewOf(r);
   }
 
+  /** A peer by name: the static `cluster.peers` first, then the region's members. */
+  #peer(name: string): PeerAddress | undefined {
+    return this.#o.peers.find((p) => p.name === name) ?? this.#o.resolvePeer?.(name);
+  }
+
   #client(peer: PeerAddress): MigrationPeerClient {
-    let c = this.#clients.get(peer.name);
+    // by name and URL: a member that restarted on another port gets a new client
+    const key = `${peer.name} ${peer.url}`;
+    let c = this.#clients.get(key);
     if (!c) {
       c = new MigrationPeerClient(peer, this.#o.joinToken);
-      this.#clients.set(peer.name, c);
+      this.#clients.set(key, c);
     }
     return c;
   }
@@ -518,6 +555,7 @@ export class MigrationManager implements DestinationHost {
         dirtySyncCount: p.dirtySyncCount,
         elapsedMs: Date.now() - started,
       };
+      this.#links.get(id)?.observe(Date.now(), p.wireBytes);
       this.#o.events.publish('migration.progress', {
         id,
         vmId: rec.vmId,
@@ -564,6 +602,21 @@ export class MigrationManager implements DestinationHost {
       // besides QEMU's final pass (the AwaitLoaded answer and the Resume call: one round trip, plus
       // the destination's commit transaction).
       const rttMs = await this.#measureRtt(peer, id);
+      const predicted = await this.#predictLink(rec.targetNode);
+      if (predicted)
+        this.#o.logger.info(
+          { id, mbps: Math.round((predicted.bytesPerSecond * 8) / 1e5) / 10, source: predicted.source },
+          `link to ${rec.targetNode} predicted from ${predicted.samples} earlier samples`,
+        );
+      this.#links.set(
+        id,
+        new LinkSampler({
+          sourceNode: this.#o.nodeId,
+          targetNode: rec.targetNode,
+          rttMs,
+          streams: this.#o.dwcp.streams,
+        }),
+      );
       // The destination aborts by itself if this call breaks before Resume (e.g. this node dies).
       const loaded = peer.awaitLoaded(id, (this.#o.convergeTimeoutMs ?? 600_000) + 120_000, loadedAc.signal);
       loaded.catch(() => undefined);
@@ -574,10 +627,10 @@ export class MigrationManager implements DestinationHost {
           openStreamSender({
             host: peer.host,
             port: prep.dwcpPort,
-            security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
+            security: dwcpSecurityOf(this.#o, peer),
             streams: this.#o.dwcp.streams,
             reconnectAttempts: 2,
-            windowBytes: this.#o.dwcp.windowBytes ?? migrationWindowBytes(rttMs),
+            windowBytes: this.#o.dwcp.windowBytes ?? migrationWindowBytes(rttMs, predicted?.bytesPerSecond),
             congestionControl: 'auto',
             codec: this.#o.dwcp.codec,
             label: id,
@@ -655,6 +708,43 @@ export class MigrationManager implements DestinationHost {
     });
   }
 
+  /**
+   * The rate predicted for the link to `target` from its last 20 recorded samples (at least 5),
+   * or undefined (no history, no predictor, or the prediction failed: never fails the migration).
+   */
+  async #predictLink(
+    target: string,
+  ): Promise<{ bytesPerSecond: number; source: string; samples: number } | undefined> {
+    if (!this.#o.predictLinkRate) return undefined;
+    try {
+      const rows = await this.#o.store.bandwidth.list(
+        { sourceNode: this.#o.nodeId, targetNode: target },
+        { newest: true, limit: 20 },
+      );
+      if (rows.length < 5) return undefined;
+      const p = await this.#o.predictLinkRate(rows.map((r) => r.bytesPerSecond));
+      return Number.isFinite(p.bytesPerSecond) && p.bytesPerSecond > 0
+        ? { ...p, samples: rows.length }
+        : undefined;
+    } catch (err) {
+      this.#o.logger.warn({ target, err: errorMessage(err) }, 'link prediction failed; default window');
+      return undefined;
+    }
+  }
+
+  /** Appends what the transfer measured of the link to bandwidth_samples (never fails the migration). */
+  async #recordLink(id: string, wireBytes: number | undefined): Promise<void> {
+    const link = this.#links.get(id);
+    this.#links.delete(id);
+    if (link && wireBytes !== undefined) link.finish(Date.now(), wireBytes);
+    if (!link || link.samples().length === 0) return;
+    await this.#o.store.bandwidth
+      .append(link.samples())
+      .catch((err: unknown) =>
+        this.#o.logger.warn({ id, err: errorMessage(err) }, 'could not record the link samples'),
+      );
+  }
+
   /** Smallest of three round trips of a cheap call to the destination (ms). */
   async #measureRtt(peer: MigrationPeerClient, id: string): Promise<number> {
     let best = Infinity;
@@ -718,6 +808,7 @@ export class MigrationManager implements DestinationHost {
     },
   ): Promise<void> {
     const finishedAt = new Date().toISOString();
+    await this.#recordLink(rec.id, patch.bytesSent);
     await this.#o.vms.withVmLock(vm.id, async () => {
       const cur = await this.#o.store.vms.get(vm.id);
       const out = await this.#o.store.transaction(async (tx) => {
@@ -841,6 +932,13 @@ export class MigrationManager implements DestinationHost {
       });
       prepared = true;
       await this.#setMigration(id, { phase: 'transfer' });
+      const link = new LinkSampler({
+        sourceNode: this.#o.nodeId,
+        targetNode: rec.targetNode,
+        streams: this.#o.dwcp.streams,
+      });
+      this.#links.set(id, link);
+      link.observe(Date.now(), 0);
       let lastDb = 0;
       for (const d of disks) {
         if (entry.abort.signal.aborted)
@@ -849,13 +947,14 @@ export class MigrationManager implements DestinationHost {
         const r = await sendFile(d.path, {
           host: peer.host,
           port: prep.dwcpPort,
-          security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
+          security: dwcpSecurityOf(this.#o, peer),
           name: d.disk.name,
           streams: this.#o.dwcp.streams,
           codec: this.#o.dwcp.codec,
           onProgress: (p) => {
             wire = before.wire + p.wireBytes;
             sent = before.sent + p.bytes;
+            link.observe(Date.now(), wire);
             this.#o.events.publish('migration.progress', {
               id,
               vmId: vm.id,
@@ -1284,7 +1383,7 @@ export class MigrationManager implements DestinationHost {
         dir: this.#diskStore(),
         host: this.#o.dwcp.host,
         port: 0,
-        security: { token: this.#o.joinToken, encrypt: this.#o.dwcp.encrypt },
+        security: dwcpSecurityOf(this.#o),
       });
     } catch (err) {
       await this.#undoReserve(req.vmId, shared);
@@ -1432,7 +1531,7 @@ export class MigrationManager implements DestinationHost {
   }
 
   async #settleOutgoing(m: MigrationRecord): Promise<void> {
-    const peerAddr = this.#o.peers.find((p) => p.name === m.targetNode);
+    const peerAddr = this.#peer(m.targetNode);
     const vm = await this.#o.store.vms.get(m.vmId);
     if (!vm) return;
     let committed = false;

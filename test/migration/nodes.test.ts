@@ -299,10 +299,44 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
     assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/migrations/${m.id}`)).json && true, true);
     await assertOneCopy(vm.id, sides.n2);
     await assertDatabases(vm.id, sides.n2, m.id, 'completed');
+    // What the transfer measured of the link is in n1's bandwidth_samples (what `ml train --db` learns from).
+    const n1Store = await openNodeStore(sides.n1.dataDir);
+    try {
+      const samples = await n1Store.bandwidth.list({ sourceNode: 'n1', targetNode: 'n2' });
+      assert.ok(samples.length > 0, 'link samples recorded');
+      assert.ok(
+        samples.every((x) => x.bytesPerSecond >= 0 && x.rttMs !== null && x.rttMs > 0),
+        JSON.stringify(samples),
+      );
+      assert.ok(
+        samples.some((x) => x.bytesPerSecond > 0),
+        JSON.stringify(samples),
+      );
+    } finally {
+      await n1Store.close();
+    }
     console.log(
       `# live migration: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms, wire ${(m.bytesSent / 2 ** 20).toFixed(1)} MiB, ` +
         `stream ${(Number(m.progress['streamBytes']) / 2 ** 20).toFixed(1)} MiB, guest RAM ${(Number(m.progress['ramBytes']) / 2 ** 20).toFixed(0)} MiB`,
     );
+    // Link history n2→n1 (as 20 earlier transfers would have left it): the way back asks the ML
+    // bridge for the link's rate (here its moving-average fallback: ml.enabled is false).
+    const n2Store = await openNodeStore(sides.n2.dataDir);
+    try {
+      const t0 = Date.now() - 60_000;
+      await n2Store.bandwidth.append(
+        Array.from({ length: 20 }, (_, i) => ({
+          at: new Date(t0 + i * 1000).toISOString(),
+          sourceNode: 'n2',
+          targetNode: 'n1',
+          bytesPerSecond: 50e6 + i * 1e5,
+          rttMs: 1,
+          streams: 2,
+        })),
+      );
+    } finally {
+      await n2Store.close();
+    }
     // And back to n1 with the CLI (--watch -o json): n1's row of the VM (pointing at n2) is replaced.
     const cli = runCli([
       'vm',
@@ -321,6 +355,11 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
     assert.equal(await cli.exited, 0, cli.output());
     const back = JSON.parse(cli.output().slice(cli.output().indexOf('{'))) as Migration;
     assert.equal(back.state, 'completed');
+    assert.match(
+      sides.n2.node!.cli.output(),
+      /"source":"fallback".*link to n1 predicted from 20 earlier samples/,
+      'the link prediction was asked for',
+    );
     await assertOneCopy(vm.id, sides.n1);
     assert.equal(((await api(sides.n1.node!, 'GET', `/api/v1/vms/${vm.name}`)).json as Vm).node, 'n1');
     assert.equal((await api(sides.n1.node!, 'DELETE', `/api/v1/vms/${vm.name}`)).status, 204);
@@ -413,10 +452,14 @@ describe('live migration between two nodes (real QEMU, TCG)', { skip: skip ?? fa
     try {
       const m = await poll(sides.n1.node!, started.id, ended);
       assert.equal(m.state, 'failed', JSON.stringify(m));
-      // n2 gave up by itself when the source's call broke: no VM row, no QEMU.
-      const deadline = Date.now() + 30_000;
-      while ((await qemuPids(sides.n2)).length > 0 && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 200));
+      // n2 gives up by itself: at once when the source's AwaitLoaded call breaks, or — when the cut
+      // came after the state was loaded (a slow machine) — once its resume watchdog (60 s) fires.
+      // Either way: no VM row, no QEMU.
+      const deadline = Date.now() + 90_000;
+      const n2Gone = async (): Promise<boolean> =>
+        (await qemuPids(sides.n2)).length === 0 &&
+        (await api(sides.n2.node!, 'GET', `/api/v1/vms/${vm.name}`)).status === 404;
+      while (!(await n2Gone()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
       assert.equal((await api(sides.n2.node!, 'GET', `/api/v1/vms/${vm.name}`)).status, 404);
     } finally {
       proxy.heal();
