@@ -34,7 +34,12 @@ export interface LatencyRow {
   /** gRPC rows: P99 ÷ the same run's transport floor P99. */
   readonly p99OverFloor?: number;
   readonly p999Ms?: number;
+  readonly sendLagP50Ms?: number;
   readonly sendLagP99Ms?: number;
+  /** What woke the generator (loadgen.ts `ticker`) and the client transport of the real calls. */
+  readonly ticker?: string;
+  readonly transport?: string;
+  readonly server?: string;
   /** CPU per call of the generator+client process and of the server process, µs. */
   readonly clientCpuUs?: number;
   readonly serverCpuUs?: number;
@@ -50,15 +55,21 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
 };
 
-/** Node flags for the bench's child processes; ML_BENCH_PROF=DIR adds --cpu-prof into DIR. */
+/**
+ * Node flags for the bench's child processes; ML_BENCH_PROF=DIR adds --cpu-prof into DIR, and
+ * ML_BENCH_NODE_FLAGS (space-separated) adds V8/Node flags to the server and the load generator,
+ * ML_BENCH_SERVER_FLAGS / ML_BENCH_CLIENT_FLAGS to one of them (for A/B runs of GC settings).
+ */
 function nodeFlags(tag: string): string[] {
   const dir = process.env.ML_BENCH_PROF;
+  const side = tag === 'server' ? process.env.ML_BENCH_SERVER_FLAGS : process.env.ML_BENCH_CLIENT_FLAGS;
+  const extra = `${process.env.ML_BENCH_NODE_FLAGS ?? ''} ${side ?? ''}`.split(/\s+/).filter((f) => f !== '');
   // Default file names (pid, thread id) under DIR/tag: the tsx loader thread writes a profile too.
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', `${dir}/${tag}`] : [];
+  return [...extra, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', `${dir}/${tag}`] : [])];
 }
 
 /** Starts `novacron ml serve` as its own process on a free port; resolves with the port. */
-async function startService(): Promise<{ child: ChildProcess; port: number }> {
+async function startService(server?: 'http2' | 'grpc-js'): Promise<{ child: ChildProcess; port: number }> {
   const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
   const child = spawn(
     process.execPath,
@@ -73,6 +84,7 @@ async function startService(): Promise<{ child: ChildProcess; port: number }> {
       '0',
       '--no-metrics',
       '--no-watch',
+      ...(server ? ['--server', server] : []),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -122,6 +134,7 @@ async function runLoadgen(spec: LoadgenSpec): Promise<LoadgenResult> {
 
 const LABEL: Record<LoadgenCall, (nodes: number, batch: number) => string> = {
   floor: () => 'empty unary call (transport floor, raw gRPC)',
+  'floor-h2': () => 'empty unary call (floor of the client transport, h2-transport.ts)',
   bandwidth: () => 'PredictBandwidth',
   'bandwidth-batch': (_n, b) => `PredictBandwidthBatch (${b} series)`,
   placement: (n) => `OptimizePlacement (${n} nodes)`,
@@ -135,6 +148,12 @@ export interface LatencyOptions {
   readonly channels?: number;
   readonly calls?: readonly LoadgenCall[];
   readonly batch?: number;
+  /** The client transport of the real calls (MlClientOptions.transport). */
+  readonly transport?: 'http2' | 'grpc-js';
+  /** The service's gRPC server implementation (`ml serve --server`). */
+  readonly server?: 'http2' | 'grpc-js';
+  /** The generator's wake-ups (LoadgenSpec.ticker). */
+  readonly ticker?: 'worker' | 'timer';
   readonly onProgress?: (msg: string) => void;
 }
 
@@ -164,9 +183,9 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
   const nodes = o.nodes ?? 100;
   const batch = o.batch ?? 10;
   // The floor is measured before and after the calls, so a change of load during the run shows.
-  const calls = o.calls ?? ['floor', 'bandwidth', 'placement', 'floor'];
+  const calls = o.calls ?? ['floor', 'floor-h2', 'bandwidth', 'placement', 'floor'];
   const w = workload(nodes);
-  const { child, port } = await startService();
+  const { child, port } = await startService(o.server);
   const rows: LatencyRow[] = [];
   try {
     // Warm the server (JIT, connection, first-call paths) with every kind of call; not recorded.
@@ -192,6 +211,8 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
         channels: o.channels ?? 1,
         nodes,
         batch,
+        ...(o.transport ? { transport: o.transport } : {}),
+        ...(o.ticker ? { ticker: o.ticker } : {}),
       });
       // Server CPU includes the warm-up: scale it to all requests the generator sent.
       const serverCpu = (cpuOfPid(child.pid!) - cpu0) / (rate * (seconds + (o.warmupSeconds ?? 2)));
@@ -208,7 +229,11 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
         maxMs: r.maxMs,
         ...(floorP99 ? { p99OverFloor: r.p99Ms / floorP99 } : {}),
         p999Ms: r.p999Ms,
+        sendLagP50Ms: r.sendLagP50Ms,
         sendLagP99Ms: r.sendLagP99Ms,
+        ticker: r.ticker,
+        server: o.server ?? 'http2',
+        ...(call === 'floor' || call === 'floor-h2' ? {} : { transport: o.transport ?? 'http2' }),
         clientCpuUs: r.clientCpuUsPerCall,
         serverCpuUs: serverCpu,
         loopDelayP99Ms: r.loopDelayP99Ms,

@@ -6,13 +6,23 @@
 // delayed: no coordinated omission. The generator's own lateness (actual send − intended) is
 // reported separately. A warm-up period at the same rate is run first and excluded.
 //
+// Wake-ups: Node's timers have a 1 ms granularity (libuv rounds to whole milliseconds of a loop
+// clock cached at the start of each loop turn), so a generator driven by setTimeout sends up to
+// ~1 ms late even on an idle machine, and that lateness is charged to the calls. The default
+// scheduler (`ticker: 'worker'`) instead has a worker thread sleep until each due time with
+// Atomics.wait (sub-millisecond timeouts, a futex) and post a message, which wakes the main event
+// loop at once (uv_async); the main thread then sends every request that is due by its own clock.
+// `ticker: 'timer'` keeps the setTimeout schedule (the previous generator), for A/B runs.
+//
 // Prints one JSON line (LoadgenResult) on stdout.
 import * as grpc from '@grpc/grpc-js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createMlClient, type MlClient } from '../../src/ml/client.js';
+import { Worker } from 'node:worker_threads';
+import { createMlClient, type MlClient, type MlTransport } from '../../src/ml/client.js';
+import { createH2Transport, type UnaryTransport } from '../../src/ml/h2-transport.js';
 import { workload } from './workload.js';
 
-export type LoadgenCall = 'floor' | 'bandwidth' | 'placement' | 'bandwidth-batch';
+export type LoadgenCall = 'floor' | 'floor-h2' | 'bandwidth' | 'placement' | 'bandwidth-batch';
 
 export interface LoadgenSpec {
   readonly port: number;
@@ -26,6 +36,10 @@ export interface LoadgenSpec {
   readonly nodes: number;
   /** Series per PredictBandwidthBatch call (bandwidth-batch only). */
   readonly batch?: number;
+  /** The client's transport (MlClientOptions.transport); http2 by default. */
+  readonly transport?: MlTransport;
+  /** What wakes the generator for each due send: a worker thread (default) or setTimeout. */
+  readonly ticker?: 'worker' | 'timer';
 }
 
 export interface LoadgenResult {
@@ -42,6 +56,7 @@ export interface LoadgenResult {
   /** How late the generator sent (actual − intended), ms. */
   readonly sendLagP50Ms: number;
   readonly sendLagP99Ms: number;
+  readonly ticker: 'worker' | 'timer';
   /** CPU time of this process (client + generator) per measured request, µs. */
   readonly clientCpuUsPerCall: number;
   /** Event-loop delay of this process during the measurement (P99, ms). */
@@ -56,9 +71,19 @@ function makeCall(
   spec: LoadgenSpec,
   clients: MlClient[],
   raws: grpc.Client[],
+  h2s: UnaryTransport[],
 ): (i: number) => Promise<boolean> {
   const w = workload(spec.nodes);
   switch (spec.call) {
+    case 'floor-h2': {
+      // The same empty call through the client's own transport (h2-transport.ts): its floor.
+      const frame = Buffer.from([0, 0, 0, 0, 0]);
+      return (i) =>
+        h2s[i % h2s.length]!.unary('/novacron.ml.v1.BandwidthPredictor/HealthCheck', frame, 1000).then(
+          () => true,
+          () => false,
+        );
+    }
     case 'floor': {
       // The cheapest unary call grpc-js can make to this server: an empty request, the answer
       // kept as raw bytes (no decoding, no validation, no breaker). The transport floor.
@@ -96,14 +121,32 @@ function makeCall(
   }
 }
 
+/**
+ * The worker thread of `ticker: 'worker'`: sleeps until each due time t0 + i·period (epoch ms,
+ * shared clock: timeOrigin + now) and posts the index; plain JS, so it needs no loader.
+ */
+const TICKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { t0, period, total } = workerData;
+const cell = new Int32Array(new SharedArrayBuffer(4));
+const now = () => performance.timeOrigin + performance.now();
+for (let i = 0; i < total; i++) {
+  const due = t0 + i * period;
+  for (let wait = due - now(); wait > 0; wait = due - now()) Atomics.wait(cell, 0, 0, wait);
+  parentPort.postMessage(i);
+}
+`;
+
 async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
   const address = `127.0.0.1:${spec.port}`;
   const clients: MlClient[] = [];
   const raws: grpc.Client[] = [];
+  const h2s: UnaryTransport[] = [];
   for (let c = 0; c < spec.channels; c++) {
     // A distinct option value per channel keeps grpc-js from sharing one subchannel between them.
     const opts = { 'grpc.enable_channelz': 0, 'novacron.channel': c };
     if (spec.call === 'floor') raws.push(new grpc.Client(address, grpc.credentials.createInsecure(), opts));
+    else if (spec.call === 'floor-h2') h2s.push(createH2Transport(address));
     else
       clients.push(
         createMlClient(
@@ -117,7 +160,11 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
             breaker_reset_seconds: 1,
           },
           undefined,
-          { backgroundHealth: false, channelOptions: { 'novacron.channel': c } },
+          {
+            backgroundHealth: false,
+            channelOptions: { 'novacron.channel': c },
+            ...(spec.transport ? { transport: spec.transport } : {}),
+          },
         ),
       );
   }
@@ -131,7 +178,11 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
         r.waitForReady(Date.now() + 5000, (e) => (e ? reject(e) : resolve())),
       );
     }
-    const call = makeCall(spec, clients, raws);
+    for (const t of h2s) {
+      // Dial and check the path once before the clock starts (as ready() does for the clients).
+      await t.unary('/novacron.ml.v1.BandwidthPredictor/HealthCheck', Buffer.from([0, 0, 0, 0, 0]), 5000);
+    }
+    const call = makeCall(spec, clients, raws, h2s);
     const warm = Math.round(spec.rate * spec.warmupSeconds);
     const total = warm + Math.round(spec.rate * spec.seconds);
     const measured = total - warm;
@@ -145,7 +196,10 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
     let cpu0 = process.cpuUsage();
     let tMeasure = 0;
     let tEnd = 0;
-    const t0 = performance.now() + 5;
+    const ticker = spec.ticker ?? 'worker';
+    // Start 20 ms ahead: time for the worker thread to boot before the first due send.
+    const t0 = performance.now() + 20;
+    let worker: Worker | undefined;
     await new Promise<void>((resolve) => {
       const finish = (i: number, intended: number, ok: boolean) => {
         const now = performance.now();
@@ -158,6 +212,7 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
           resolve();
         }
       };
+      /** Sends every request due by now. */
       const tick = () => {
         const now = performance.now();
         while (sent < total) {
@@ -176,10 +231,23 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
             () => finish(i, intended, false),
           );
         }
-        if (sent < total) setTimeout(tick, Math.max(0, t0 + sent * period - performance.now()));
+        if (ticker === 'timer' && sent < total)
+          setTimeout(tick, Math.max(0, t0 + sent * period - performance.now()));
       };
-      setTimeout(tick, 5);
+      if (ticker === 'timer') setTimeout(tick, Math.max(0, t0 - performance.now()));
+      else {
+        worker = new Worker(TICKER_SOURCE, {
+          eval: true,
+          workerData: { t0: performance.timeOrigin + t0, period, total },
+        });
+        worker.on('message', tick);
+        worker.on('error', (e) => {
+          process.stderr.write(`loadgen: ticker thread failed: ${String(e)}\n`);
+          process.exit(1);
+        });
+      }
     });
+    await worker?.terminate();
     loop.disable();
     const cpu = process.cpuUsage(cpu0);
     lat.sort();
@@ -196,12 +264,14 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
       maxMs: lat[lat.length - 1] ?? 0,
       sendLagP50Ms: quantile(lag, 0.5),
       sendLagP99Ms: quantile(lag, 0.99),
+      ticker,
       clientCpuUsPerCall: (cpu.user + cpu.system) / measured,
       loopDelayP99Ms: loop.percentile(99) / 1e6,
     };
   } finally {
     for (const c of clients) c.close();
     for (const r of raws) r.close();
+    for (const t of h2s) t.close();
   }
 }
 

@@ -54,7 +54,22 @@ if (parts.has('latency')) {
   const nodeCounts = (process.env.ML_BENCH_NODES ?? '100').split(',').map(Number);
   // ML_BENCH_CHANNELS: gRPC channels the load generator spreads its calls over (default 1).
   const channels = Number(process.env.ML_BENCH_CHANNELS ?? 1);
-  const calls = (process.env.ML_BENCH_CALLS ?? 'floor,bandwidth,placement,floor').split(',') as LoadgenCall[];
+  const calls = (process.env.ML_BENCH_CALLS ?? 'floor,floor-h2,bandwidth,placement,floor').split(
+    ',',
+  ) as LoadgenCall[];
+  // ML_BENCH_TRANSPORT (http2 | grpc-js) and ML_BENCH_TICKER (worker | timer): A/B knobs for the
+  // client transport and the generator's wake-ups (defaults: http2, worker).
+  const pick = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return undefined;
+    if (!(allowed as readonly string[]).includes(v))
+      throw new Error(`${name}=${v}: expected one of ${allowed.join(', ')}`);
+    return v as T;
+  };
+  const transport = pick('ML_BENCH_TRANSPORT', ['http2', 'grpc-js'] as const);
+  const ticker = pick('ML_BENCH_TICKER', ['worker', 'timer'] as const);
+  // ML_BENCH_SERVER (http2 | grpc-js): the service's gRPC server (`ml serve --server`, default http2).
+  const server = pick('ML_BENCH_SERVER', ['http2', 'grpc-js'] as const);
   for (const [rate, nodes] of rates.flatMap((r) => nodeCounts.map((n) => [r, n] as const))) {
     const rows = await measureLatency({
       rate,
@@ -62,6 +77,9 @@ if (parts.has('latency')) {
       nodes,
       channels,
       calls,
+      ...(transport ? { transport } : {}),
+      ...(ticker ? { ticker } : {}),
+      ...(server ? { server } : {}),
       onProgress: (m) => console.log(`  ${m} (load ${loadavg()[0]!.toFixed(2)})`),
     });
     // The in-process baselines do not depend on the rate: keep them once.
@@ -83,7 +101,8 @@ console.log(
       p99OverFloor: r.p99OverFloor === undefined ? '-' : round(r.p99OverFloor, 2),
       clientCpuUs: r.clientCpuUs === undefined ? '-' : round(r.clientCpuUs, 0),
       serverCpuUs: r.serverCpuUs === undefined ? '-' : round(r.serverCpuUs, 0),
-      sendLagP99Ms: r.sendLagP99Ms === undefined ? '-' : round(r.sendLagP99Ms, 2),
+      sendLagMs:
+        r.sendLagP99Ms === undefined ? '-' : `${round(r.sendLagP50Ms ?? 0, 2)}/${round(r.sendLagP99Ms, 2)}`,
       idleWakeP99Max:
         r.machineWakeP99Ms === undefined
           ? '-'
@@ -102,7 +121,7 @@ console.log(
       'p99OverFloor',
       'clientCpuUs',
       'serverCpuUs',
-      'sendLagP99Ms',
+      'sendLagMs',
       'idleWakeP99Max',
     ],
   ),

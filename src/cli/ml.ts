@@ -124,6 +124,15 @@ export function registerMlCommand(program: Command): void {
     )
     .option('--no-metrics', 'do not serve /metrics over HTTP')
     .option('--no-watch', 'do not watch the models directory (reload with SIGHUP)')
+    .option(
+      '--server <impl>',
+      'gRPC server implementation: http2 (lean, node:http2) or grpc-js',
+      (v: string) => {
+        if (v !== 'http2' && v !== 'grpc-js') throw new Error(`--server ${v}: expected http2 or grpc-js`);
+        return v;
+      },
+      'http2',
+    )
     .action(
       action(
         async (flags: {
@@ -133,6 +142,7 @@ export function registerMlCommand(program: Command): void {
           metricsPort: number;
           metrics: boolean;
           watch: boolean;
+          server: 'http2' | 'grpc-js';
         }) => {
           const { logger } = createNodeLogger({
             log_level: 'info',
@@ -145,6 +155,7 @@ export function registerMlCommand(program: Command): void {
             ...(flags.models === undefined ? {} : { modelsDir: resolve(flags.models) }),
             ...(flags.metrics ? { metricsPort: flags.metricsPort } : {}),
             watch: flags.watch,
+            server: flags.server,
             serviceVersion: pkg.version,
             logger,
           });

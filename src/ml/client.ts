@@ -6,6 +6,10 @@
 //
 // Every method resolves within ml.timeout_ms (plus the time of the local heuristic), whatever
 // the service does. With ml.fallback_enabled false, a failed call rejects with UnavailableError.
+//
+// Transport: the lean gRPC client of h2-transport.ts over node:http2 by default (about a third less
+// CPU per call than grpc-js, see BENCHMARKS.md, ml); `transport: 'grpc-js'` uses grpc-js clients
+// built from the same service definitions (proto.ts). Both speak standard gRPC to the same server.
 import * as grpc from '@grpc/grpc-js';
 import type { NovaCronConfig } from '../config/schema.js';
 import { UnavailableError, errorMessage } from '../errors.js';
@@ -19,7 +23,9 @@ import {
   type PlacementNeed,
   type PlacementNode,
 } from './fallback.js';
-import { loadMlServices } from './proto.js';
+import { BANDWIDTH_SERVICE, PLACER_SERVICE, loadMlServices } from './proto.js';
+import * as codec from './codec.js';
+import { createH2Transport, type UnaryTransport } from './h2-transport.js';
 import type {
   WireBandwidthResponse,
   WireHealthResponse,
@@ -97,9 +103,43 @@ export interface MlClientOptions {
   readonly now?: () => number;
   /** Start the periodic health checks (default true). */
   readonly backgroundHealth?: boolean;
-  /** Extra grpc-js channel options (e.g. a distinct key to get a channel of one's own). */
+  /** Extra grpc-js channel options (e.g. a distinct key to get a channel of one's own); grpc-js transport only. */
   readonly channelOptions?: grpc.ChannelOptions;
+  /** `http2` (default): the lean client of h2-transport.ts; `grpc-js`: grpc-js clients. */
+  readonly transport?: MlTransport;
 }
+
+export type MlTransport = 'http2' | 'grpc-js';
+
+/** The unary methods the client calls, with their paths and codecs (for the http2 transport). */
+const METHODS = {
+  PredictBandwidth: {
+    path: `/${BANDWIDTH_SERVICE}/PredictBandwidth`,
+    enc: codec.encodeBandwidthRequest,
+    dec: codec.decodeBandwidthResponse,
+  },
+  PredictBandwidthBatch: {
+    path: `/${BANDWIDTH_SERVICE}/PredictBandwidthBatch`,
+    enc: codec.encodeBandwidthBatchRequest,
+    dec: codec.decodeBandwidthBatchResponse,
+  },
+  HealthCheck: {
+    path: `/${BANDWIDTH_SERVICE}/HealthCheck`,
+    enc: codec.encodeHealthRequest,
+    dec: codec.decodeHealthResponse,
+  },
+  OptimizePlacement: {
+    path: `/${PLACER_SERVICE}/OptimizePlacement`,
+    enc: codec.encodePlacementRequest,
+    dec: codec.decodePlacementResponse,
+  },
+  PredictLifetime: {
+    path: `/${PLACER_SERVICE}/PredictLifetime`,
+    enc: codec.encodeLifetimeRequest,
+    dec: codec.decodeLifetimeResponse,
+  },
+} as const;
+type MethodName = keyof typeof METHODS;
 
 /** Local lifetime guess without the service: the scheduler's batch rule (large batches are short-lived). */
 export function fallbackLifetime(vm: VmCreationFeatures): LifetimeAnswer {
@@ -197,7 +237,10 @@ export function createMlClient(
   let models: MlHealth['models'];
   const stats = { calls: 0, fallbacks: 0, failures: 0 };
 
-  const defs = config.enabled ? loadMlServices() : undefined;
+  const transport = options.transport ?? 'http2';
+  const h2: UnaryTransport | undefined =
+    config.enabled && transport === 'http2' ? createH2Transport(config.service_address) : undefined;
+  const defs = config.enabled && transport === 'grpc-js' ? loadMlServices() : undefined;
   const channelOptions: grpc.ChannelOptions = {
     'grpc.enable_channelz': 0,
     'grpc.initial_reconnect_backoff_ms': 200,
@@ -213,13 +256,25 @@ export function createMlClient(
   const bw = defs ? new defs.BandwidthClient(config.service_address, creds, channelOptions) : undefined;
   const placer = defs ? new defs.PlacerClient(config.service_address, creds, channelOptions) : undefined;
 
+  /** The grpc-js client of a method's service. */
+  const clientOf = (method: MethodName) =>
+    METHODS[method].path.startsWith(`/${PLACER_SERVICE}/`) ? placer : bw;
+
   /** One unary call with the deadline; rejects on error, timeout or cancellation. */
-  function invoke<T>(
-    client: grpc.Client | undefined,
-    method: string,
-    req: unknown,
-    waitForReady = false,
-  ): Promise<T> {
+  function invoke<T>(method: MethodName, req: unknown, waitForReady = false): Promise<T> {
+    if (h2) {
+      // A call made while the connection opens waits for it (within the deadline): wait-for-ready.
+      const m = METHODS[method] as {
+        path: string;
+        enc: (m: unknown, w: codec.Writer) => void;
+        dec: (r: codec.Reader, end: number) => unknown;
+      };
+      return h2.unary(m.path, codec.encodeFramed(req, m.enc), config.timeout_ms).then((bytes) => {
+        const r = new codec.Reader(bytes);
+        return m.dec(r, r.len) as T;
+      });
+    }
+    const client = clientOf(method);
     return new Promise<T>((resolve, reject) => {
       if (!client) {
         reject(new UnavailableError('ml is disabled'));
@@ -251,8 +306,7 @@ export function createMlClient(
 
   /** Runs a guarded call: breaker, deadline, validation; falls back (or throws) on any failure. */
   async function guarded<W, A>(
-    client: grpc.Client | undefined,
-    method: string,
+    method: MethodName,
     req: unknown,
     check: (w: W) => A,
     fallback: () => A,
@@ -268,7 +322,7 @@ export function createMlClient(
       return fallback();
     }
     try {
-      const answer = check(await invoke<W>(client, method, req));
+      const answer = check(await invoke<W>(method, req));
       breaker.success();
       lastOk = true;
       return answer;
@@ -290,7 +344,7 @@ export function createMlClient(
     if (!config.enabled) return health();
     checking ??= (async () => {
       try {
-        const r = await invoke<WireHealthResponse>(bw, 'HealthCheck', {}, true);
+        const r = await invoke<WireHealthResponse>('HealthCheck', {}, true);
         if (!r || r.healthy !== true) throw new Garbage('service reports unhealthy');
         models = (r.models ?? []).map((m) => ({ kind: m.kind, version: m.version }));
         if (!lastOk) logger?.info({ address: config.service_address, models }, 'ml: service is up');
@@ -352,7 +406,6 @@ export function createMlClient(
   return {
     predictBandwidth: (samples, opts = {}) =>
       guarded<WireBandwidthResponse, BandwidthAnswer>(
-        bw,
         'PredictBandwidth',
         bandwidthRequest(samples, opts),
         checkBandwidth,
@@ -360,7 +413,6 @@ export function createMlClient(
       ),
     predictBandwidthBatch: (series, opts = {}) =>
       guarded<{ responses: WireBandwidthResponse[] }, readonly BandwidthAnswer[]>(
-        bw,
         'PredictBandwidthBatch',
         { requests: series.map((s) => bandwidthRequest(s, opts)) },
         (r) => {
@@ -373,7 +425,6 @@ export function createMlClient(
       ),
     optimizePlacement: (call) =>
       guarded<WirePlacementResponse, PlacementAnswer>(
-        placer,
         'OptimizePlacement',
         {
           task_id: call.taskId,
@@ -402,7 +453,6 @@ export function createMlClient(
       ),
     predictLifetime: (vms) =>
       guarded<WireLifetimeResponse, readonly LifetimeAnswer[]>(
-        placer,
         'PredictLifetime',
         { vms: vms.map(toWireVm) },
         (r) => {
@@ -430,6 +480,7 @@ export function createMlClient(
       if (timer) clearInterval(timer);
       bw?.close();
       placer?.close();
+      h2?.close();
     },
   };
 }

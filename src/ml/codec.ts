@@ -274,6 +274,24 @@ export function encodeToBuffer<T>(m: T, enc: (m: T, w: Writer) => void): Buffer 
   return emit.buf;
 }
 
+/**
+ * Encodes `m` as one gRPC message: the 5-byte prefix (flag 0: not compressed; the length, big-endian)
+ * and the protobuf bytes, in one buffer of exactly that size (what h2-transport.ts sends).
+ */
+export function encodeFramed<T>(m: T, enc: (m: T, w: Writer) => void): Buffer {
+  const measure = new Measure();
+  enc(m, measure);
+  const buf = Buffer.allocUnsafe(measure.len + 5);
+  buf[0] = 0;
+  buf.writeUInt32BE(measure.len, 1);
+  const emit = new Emit(buf, measure.lengths);
+  emit.pos = 5;
+  enc(m, emit);
+  if (emit.pos !== buf.length)
+    throw new Error(`protobuf encoder wrote ${emit.pos - 5} of ${measure.len} bytes`);
+  return buf;
+}
+
 /** Wire types. */
 const VARINT = 0;
 const FIXED64 = 1;

@@ -7,6 +7,8 @@ import {
   validateBandwidthParams,
   windowFeatures,
   fitQuantile,
+  trainingRows,
+  CALIBRATION_SAFETY,
 } from './bandwidth-model.js';
 import { NovaCronError } from '../../errors.js';
 
@@ -82,4 +84,39 @@ test('quantile regression recovers the quantile of a known distribution', () => 
   }));
   const beta = fitQuantile(rows, 0.3);
   assert.ok(beta[0]! >= 1.2 - 1e-3 && beta[0]! <= 1.3 + 1e-3, `bias ${beta[0]}`);
+});
+
+test("calibration raises a bin's quantile level towards its target, never past it on the training rows", () => {
+  // Quantised samples (steps of 0.5) tie with the last value often, so the snapped predictions
+  // over-estimate less often than the quantile level says: calibration has room to act.
+  const q = (xs: number[]) => xs.map((x) => Math.round(x * 2) / 2);
+  const data = [[q(series(1, 300, 5)), q(series(2, 300, 5)), q(series(3, 300, 50))]];
+  const plain = trainBandwidthModel(data, { bins: 2, margin: 0.05 });
+  const cal = trainBandwidthModel(data, { bins: 2, margin: 0.05, calibrate: 3 });
+  const rows = trainingRows(data[0]!);
+  assert.ok(
+    cal.bins.some((b, i) => b.tau > plain.bins[i]!.tau),
+    'some bin was raised',
+  );
+  for (let b = 0; b < 2; b++) {
+    assert.ok(
+      cal.bins[b]!.tau >= plain.bins[b]!.tau,
+      `bin ${b}: ${cal.bins[b]!.tau} < ${plain.bins[b]!.tau}`,
+    );
+    // The bin's target: the harmonic mean's over-rate on its rows, minus margin and safety.
+    const lo = b === 0 ? -Infinity : cal.bins[0]!.maxCv;
+    const inBin = rows.filter((r) => r.cv > lo && r.cv <= cal.bins[b]!.maxCv);
+    const part = inBin.length >= 50 ? inBin : rows;
+    const target = part.filter((r) => r.harmonicOver).length / part.length - 0.05 - CALIBRATION_SAFETY;
+    const over = (bin: (typeof cal.bins)[number]) =>
+      part.filter((r) => {
+        let p = Math.max(
+          0,
+          r.f.reduce((s, x, j) => s + x * (bin.point[j] ?? 0), 0),
+        );
+        if (Math.abs(p - r.last) <= bin.snap) p = r.last;
+        return p > r.y;
+      }).length / part.length;
+    if (cal.bins[b]!.tau > plain.bins[b]!.tau) assert.ok(over(cal.bins[b]!) <= target + 1e-12);
+  }
 });

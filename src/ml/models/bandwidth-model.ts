@@ -259,6 +259,13 @@ export interface TrainOptions {
   readonly bins?: number;
   /** Subtracted from each bin's harmonic over-rate to get its quantile level. */
   readonly margin?: number;
+  /**
+   * Calibration rounds: after a bin is fitted, its over-estimation rate on the training rows
+   * (after the snap) is compared with the target (the harmonic mean's rate there minus `margin`
+   * and CALIBRATION_SAFETY) and the quantile level moved by the difference, refitting, while the
+   * rate stays at or under that target. 0 (the default) fits once at the target as the quantile level.
+   */
+  readonly calibrate?: number;
 }
 
 /**
@@ -293,9 +300,24 @@ export function trainBandwidthModel(
       wAll += 1;
       if (r.harmonicOver) wOver += 1;
     }
-    const tau = Math.min(0.5, Math.max(0.05, wOver / wAll - margin));
-    const point = fitQuantile(part, tau);
-    const snap = chooseSnap(part, point);
+    const target = wOver / wAll - margin;
+    let tau = Math.min(0.5, Math.max(0.05, target));
+    let point = fitQuantile(part, tau);
+    let snap = chooseSnap(part, point);
+    // Calibration aims half a point under the target: the training rate is in-sample.
+    const calTarget = target - CALIBRATION_SAFETY;
+    for (let round = 0; round < (opts.calibrate ?? 0); round++) {
+      const gap = calTarget - overRate(part, point, snap);
+      if (gap <= 0.001) break;
+      const t2 = Math.min(0.5, tau + gap);
+      if (t2 <= tau) break;
+      const p2 = fitQuantile(part, t2);
+      const s2 = chooseSnap(part, p2);
+      if (overRate(part, p2, s2) > calTarget) break;
+      tau = t2;
+      point = p2;
+      snap = s2;
+    }
     bins.push({
       maxCv: hi === Number.POSITIVE_INFINITY ? 1e9 : hi,
       tau,
@@ -307,6 +329,20 @@ export function trainBandwidthModel(
     lo = hi;
   }
   return { kind: BANDWIDTH_MODEL_KIND, features: [...BANDWIDTH_FEATURES], bins, interval: [0.1, 0.9] };
+}
+
+/** How far under its target over-estimation rate calibration keeps a bin on the training rows. */
+export const CALIBRATION_SAFETY = 0.005;
+
+/** Share of rows the point prediction (after the snap) over-estimates, unweighted as the evaluation counts it. */
+function overRate(rows: readonly TrainingRow[], point: readonly number[], snap: number): number {
+  let over = 0;
+  for (const r of rows) {
+    let p = Math.max(0, dot(point, r.f));
+    if (Math.abs(p - r.last) <= snap) p = r.last;
+    if (p > r.y) over++;
+  }
+  return rows.length > 0 ? over / rows.length : 0;
 }
 
 /** The dead band (relative to scale) that minimises the weighted absolute error on the rows. */

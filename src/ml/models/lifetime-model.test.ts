@@ -4,6 +4,8 @@ import {
   batchBucket,
   daySlot,
   lifetimeClassOf,
+  lifetimeDistribution,
+  lifetimeQuantileS,
   predictLifetime,
   trainLifetimeModel,
   validateLifetimeParams,
@@ -100,4 +102,46 @@ test('classifier metrics on a fixed confusion', () => {
     ],
   );
   assert.ok(Math.abs(p.logLoss! - (Math.log(2) + Math.log(4)) / 2) < 1e-12);
+});
+
+test('lifetime histogram: quantiles within log-uniform bins, conditional on age; trained and validated', () => {
+  const edges = [600, 1200, 3600];
+  // All mass in [600, 1200): the median is the geometric middle; given an age of 1000 s, the
+  // median of what is left, [1000, 1200).
+  const one = [0, 1, 0, 0];
+  assert.ok(Math.abs(lifetimeQuantileS(edges, one, 0.5) - Math.sqrt(600 * 1200)) < 1e-6);
+  assert.ok(Math.abs(lifetimeQuantileS(edges, one, 0.5, 1000) - Math.sqrt(1000 * 1200)) < 1e-6);
+  // Half in [300, 600), half in [1200, 3600): the median is the edge between the halves' mass, and
+  // once the VM is 900 s old only the upper half is left, whose median is sqrt(1200 * 3600).
+  const two = [0.5, 0, 0.5, 0];
+  const m = lifetimeQuantileS(edges, two, 0.5);
+  assert.ok(m >= 600 - 1e-6 && m <= 1200 + 1e-6, `${m}`);
+  assert.ok(Math.abs(lifetimeQuantileS(edges, two, 0.5, 900) - Math.sqrt(1200 * 3600)) < 1e-6);
+  assert.ok(lifetimeQuantileS(edges, two, 0.9) > lifetimeQuantileS(edges, two, 0.5));
+
+  const params = trainLifetimeModel([...ex('b', 1, 2, 300), ...ex('b', 20, 0, 300)], sizes, 10);
+  const h = params.histogram!;
+  assert.equal(h.prior.length, h.edgesS.length + 1);
+  assert.ok(Math.abs(h.prior.reduce((a, b) => a + b, 0) - 1) < 1e-12);
+  validateLifetimeParams(JSON.parse(JSON.stringify(params)));
+  const long = lifetimeDistribution(params, { vcpus: 1, memoryGb: 1.75, batchSize: 1, arrivalTimeS: 3600 });
+  const short = lifetimeDistribution(params, { vcpus: 1, memoryGb: 1.75, batchSize: 20, arrivalTimeS: 3600 });
+  assert.ok(
+    lifetimeQuantileS(h.edgesS, long, 0.5) > 20 * lifetimeQuantileS(h.edgesS, short, 0.5),
+    'batch-1 VMs (200,000 s) against batch-20 VMs (600 s)',
+  );
+  assert.throws(
+    () => validateLifetimeParams({ ...params, histogram: { ...h, edgesS: [600, 300] } }),
+    NovaCronError,
+  );
+  assert.throws(
+    () => validateLifetimeParams({ ...params, histogram: { ...h, prior: [1, 0] } }),
+    NovaCronError,
+  );
+  const { histogram: _omit, ...noHist } = params;
+  validateLifetimeParams(noHist);
+  assert.throws(
+    () => lifetimeDistribution(noHist, { vcpus: 1, memoryGb: 1, batchSize: 1, arrivalTimeS: 0 }),
+    /histogram/,
+  );
 });

@@ -18,6 +18,8 @@ import {
   handlePredictLifetime,
 } from './handlers.js';
 import { UnavailableError, ensureNovaCronError } from '../../errors.js';
+import * as codec from '../codec.js';
+import { GrpcFailure, startH2GrpcServer, type H2GrpcServer, type H2Unary } from './h2-server.js';
 import { grpcStatusOf } from '../../api/errors.js';
 
 /** The subset of a pino logger the service writes to. */
@@ -40,6 +42,11 @@ export interface MlServerOptions {
   /** Version string reported by HealthCheck. */
   readonly serviceVersion?: string;
   readonly logger?: MlLogger;
+  /**
+   * gRPC server implementation: `http2` (default), the lean server of h2-server.ts over node:http2;
+   * `grpc-js`, grpc-js's Server. Same wire, same services (health included), same metrics.
+   */
+  readonly server?: 'http2' | 'grpc-js';
 }
 
 export interface MlServer {
@@ -104,29 +111,48 @@ export async function startMlServer(opts: MlServerOptions): Promise<MlServer> {
     }
   });
 
-  /** Wraps a pure handler: one model snapshot per call, metrics, errors as gRPC statuses. */
-  function unary<Req, Res>(
-    method: string,
-    fn: (m: ModelSet, req: Req) => Res,
-  ): grpc.handleUnaryCall<Req, Res> {
+  /**
+   * Wraps a pure handler: one model snapshot per call, metrics; failures are thrown as GrpcFailure
+   * (the gRPC status of the error, src/api/errors.ts).
+   */
+  function instrument<Req, Res>(method: string, fn: (m: ModelSet, req: Req) => Res): (req: Req) => Res {
     // Label children bound once per method: no label hashing on the hot path.
     const timer = latency.labels({ method });
     const ok = requests.labels({ method, code: 'OK' });
-    return (call, callback) => {
+    return (req) => {
       const t0 = process.hrtime.bigint();
       const snapshot = models.current;
       try {
-        const res = fn(snapshot, call.request);
+        const res = fn(snapshot, req);
         ok.inc();
         timer.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-        callback(null, res);
+        return res;
       } catch (err) {
         const e = ensureNovaCronError(err);
         const code = grpcStatusOf(e);
         requests.inc({ method, code: grpc.status[code] });
         timer.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-        callback({ code, details: e.message });
+        throw new GrpcFailure(code, e.message);
       }
+    };
+  }
+
+  /** The same, as a grpc-js unary handler. */
+  function unary<Req, Res>(
+    method: string,
+    fn: (m: ModelSet, req: Req) => Res,
+  ): grpc.handleUnaryCall<Req, Res> {
+    const f = instrument(method, fn);
+    return (call, callback) => {
+      let res: Res;
+      try {
+        res = f(call.request);
+      } catch (err) {
+        const e = err as GrpcFailure;
+        callback({ code: e.code, details: e.message });
+        return;
+      }
+      callback(null, res);
     };
   }
 
@@ -139,44 +165,132 @@ export async function startMlServer(opts: MlServerOptions): Promise<MlServer> {
     ],
   });
 
-  const defs = loadMlServices();
-  const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
-  server.addService(defs.bandwidth, {
-    PredictBandwidth: unary<WireBandwidthRequest, unknown>('PredictBandwidth', handlePredictBandwidth),
-    PredictBandwidthBatch: unary<{ requests: WireBandwidthRequest[] }, unknown>(
-      'PredictBandwidthBatch',
-      (m, req) => handlePredictBandwidthBatch(m, req.requests ?? []),
-    ),
-    HealthCheck: unary<unknown, WireHealthResponse>('HealthCheck', (m) => health(m)),
-  });
-  server.addService(defs.placer, {
-    OptimizePlacement: unary<WirePlacementRequest, unknown>('OptimizePlacement', handleOptimizePlacement),
-    PredictLifetime: unary<{ vms: WireVmFeatures[] }, unknown>('PredictLifetime', (m, req) =>
-      handlePredictLifetime(m, req.vms ?? []),
-    ),
-    HealthCheck: unary<unknown, WireHealthResponse>('HealthCheck', (m) => health(m)),
-  });
-  const healthImpl = new HealthImplementation({
-    '': 'SERVING',
-    [BANDWIDTH_SERVICE]: 'SERVING',
-    [PLACER_SERVICE]: 'SERVING',
-  });
-  healthImpl.addToServer(server);
-
   const host = opts.host ?? '127.0.0.1';
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
-      if (err) {
-        reject(
-          new UnavailableError(`ml service cannot listen on ${host}:${opts.port}: ${err.message}`, {
-            key: 'port',
-            retryable: false,
-            cause: err,
-          }),
-        );
-      } else resolve(p);
+  const healthMap = { '': 'SERVING', [BANDWIDTH_SERVICE]: 'SERVING', [PLACER_SERVICE]: 'SERVING' } as const;
+  const handlers = {
+    PredictBandwidth: (m: ModelSet, req: WireBandwidthRequest) => handlePredictBandwidth(m, req),
+    PredictBandwidthBatch: (m: ModelSet, req: { requests: WireBandwidthRequest[] }) =>
+      handlePredictBandwidthBatch(m, req.requests ?? []),
+    HealthCheck: (m: ModelSet) => health(m),
+    OptimizePlacement: (m: ModelSet, req: WirePlacementRequest) => handleOptimizePlacement(m, req),
+    PredictLifetime: (m: ModelSet, req: { vms: WireVmFeatures[] }) => handlePredictLifetime(m, req.vms ?? []),
+  };
+  let stop: (graceMs: number) => Promise<void>;
+  let setServing: (serving: boolean) => void;
+  let port: number;
+  if ((opts.server ?? 'http2') === 'http2') {
+    const h2 = <Req, Res>(
+      method: string,
+      fn: (m: ModelSet, req: Req) => Res,
+      dec: (r: codec.Reader, end: number) => Req,
+      enc: (m: Res, w: codec.Writer) => void,
+    ): H2Unary => ({
+      decode: (b) => {
+        const r = new codec.Reader(b);
+        return dec(r, r.len);
+      },
+      handle: instrument(method, fn) as (req: unknown) => unknown,
+      encodeFramed: (res) => codec.encodeFramed(res as Res, enc),
     });
-  });
+    const healthCheck = h2(
+      'HealthCheck',
+      handlers.HealthCheck,
+      codec.decodeHealthRequest,
+      codec.encodeHealthResponse,
+    );
+    const methods = new Map<string, H2Unary>([
+      [
+        `/${BANDWIDTH_SERVICE}/PredictBandwidth`,
+        h2(
+          'PredictBandwidth',
+          handlers.PredictBandwidth,
+          codec.decodeBandwidthRequest,
+          codec.encodeBandwidthResponse,
+        ),
+      ],
+      [
+        `/${BANDWIDTH_SERVICE}/PredictBandwidthBatch`,
+        h2(
+          'PredictBandwidthBatch',
+          handlers.PredictBandwidthBatch,
+          codec.decodeBandwidthBatchRequest,
+          codec.encodeBandwidthBatchResponse,
+        ),
+      ],
+      [`/${BANDWIDTH_SERVICE}/HealthCheck`, healthCheck],
+      [
+        `/${PLACER_SERVICE}/OptimizePlacement`,
+        h2(
+          'OptimizePlacement',
+          handlers.OptimizePlacement,
+          codec.decodePlacementRequest,
+          codec.encodePlacementResponse,
+        ),
+      ],
+      [
+        `/${PLACER_SERVICE}/PredictLifetime`,
+        h2(
+          'PredictLifetime',
+          handlers.PredictLifetime,
+          codec.decodeLifetimeRequest,
+          codec.encodeLifetimeResponse,
+        ),
+      ],
+      [`/${PLACER_SERVICE}/HealthCheck`, healthCheck],
+    ]);
+    let server: H2GrpcServer;
+    try {
+      server = await startH2GrpcServer(host, opts.port, methods, healthMap);
+    } catch (err) {
+      throw new UnavailableError(
+        `ml service cannot listen on ${host}:${opts.port}: ${(err as Error).message}`,
+        { key: 'port', retryable: false, cause: err },
+      );
+    }
+    port = server.port;
+    stop = (graceMs) => server.close(graceMs);
+    setServing = (serving) => server.setStatus('', serving ? 'SERVING' : 'NOT_SERVING');
+  } else {
+    const defs = loadMlServices();
+    const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+    server.addService(defs.bandwidth, {
+      PredictBandwidth: unary('PredictBandwidth', handlers.PredictBandwidth),
+      PredictBandwidthBatch: unary('PredictBandwidthBatch', handlers.PredictBandwidthBatch),
+      HealthCheck: unary('HealthCheck', handlers.HealthCheck),
+    });
+    server.addService(defs.placer, {
+      OptimizePlacement: unary('OptimizePlacement', handlers.OptimizePlacement),
+      PredictLifetime: unary('PredictLifetime', handlers.PredictLifetime),
+      HealthCheck: unary('HealthCheck', handlers.HealthCheck),
+    });
+    const healthImpl = new HealthImplementation({ ...healthMap });
+    healthImpl.addToServer(server);
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
+        if (err) {
+          reject(
+            new UnavailableError(`ml service cannot listen on ${host}:${opts.port}: ${err.message}`, {
+              key: 'port',
+              retryable: false,
+              cause: err,
+            }),
+          );
+        } else resolve(p);
+      });
+    });
+    setServing = (serving) => healthImpl.setStatus('', serving ? 'SERVING' : 'NOT_SERVING');
+    stop = (graceMs) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+  }
 
   let http: HttpServer | undefined;
   let metricsPort: number | undefined;
@@ -219,17 +333,8 @@ export async function startMlServer(opts: MlServerOptions): Promise<MlServer> {
     reload: () => models.reload(),
     close: async (graceMs = 2000) => {
       models.unwatch();
-      healthImpl.setStatus('', 'NOT_SERVING');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      setServing(false);
+      await stop(graceMs);
       if (http) await new Promise<void>((resolve) => http!.close(() => resolve()));
     },
   };

@@ -11,6 +11,7 @@ import type { LifetimeClass, NodeUsage, Resources } from '../types.js';
 import type { HostPool, PlacementTrace } from './trace.js';
 import { LIFETIME_CODE } from './trace.js';
 import { ANCHOR, ANCHOR_AGE_SECONDS } from '../scorers/anchor.js';
+import { TimeHeap } from './time-heap.js';
 
 /** What one strategy did with one trace. */
 export interface SimulationResult {
@@ -104,57 +105,6 @@ export class MinHeap {
       i = c;
     }
     this.place(i, h);
-  }
-}
-
-/** Departure times with their VM index, smallest time first. */
-class DepartureHeap {
-  private t: number[] = [];
-  private v: number[] = [];
-  get size(): number {
-    return this.t.length;
-  }
-  peekTime(): number {
-    return this.t[0]!;
-  }
-  push(time: number, vm: number): void {
-    const t = this.t;
-    const v = this.v;
-    let i = t.length;
-    t.push(time);
-    v.push(vm);
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (t[p]! <= time) break;
-      t[i] = t[p]!;
-      v[i] = v[p]!;
-      i = p;
-    }
-    t[i] = time;
-    v[i] = vm;
-  }
-  pop(): number {
-    const t = this.t;
-    const v = this.v;
-    const top = v[0]!;
-    const lt = t.pop()!;
-    const lv = v.pop()!;
-    const n = t.length;
-    if (n > 0) {
-      let i = 0;
-      for (;;) {
-        let c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && t[c + 1]! < t[c]!) c++;
-        if (t[c]! >= lt) break;
-        t[i] = t[c]!;
-        v[i] = v[c]!;
-        i = c;
-      }
-      t[i] = lt;
-      v[i] = lv;
-    }
-    return top;
   }
 }
 
@@ -310,8 +260,8 @@ export function simulate(
   const lowerBound = lowerBoundFn(pool);
   const n = trace.count;
   const vmHost = new Int32Array(n).fill(-1);
-  const departures = new DepartureHeap();
-  const aging = new DepartureHeap();
+  const departures = new TimeHeap();
+  const aging = new TimeHeap();
   const isOld = new Uint8Array(n);
   // Only strategies that read `longRunning` need the aging events (they cost a heap operation per VM).
   const useAnchor = strategy.scorers.some((x) => x.plugin.name === ANCHOR);
