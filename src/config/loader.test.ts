@@ -277,6 +277,41 @@ test('cross-key rules: stream bounds, port clashes, TLS pairs', async () => {
   assert.match(issueAt(e, 'security.tls.key_file').message, /set together/);
 });
 
+test('cross-key rules: TLS off only on loopback; etcd endpoint, TLS and auth rules in etcd mode, located', async () => {
+  const yaml = [
+    'api:',
+    '  host: 0.0.0.0',
+    'security:',
+    '  tls:',
+    '    enabled: "off"',
+    'cluster:',
+    '  mode: etcd',
+    '  etcd:',
+    '    endpoints: ["https://10.0.0.1:2379", "http://10.0.0.2:2379"]',
+    '    tls:',
+    '      cert_file: /etc/novacron/etcd-client.pem',
+    '    username: novacron',
+    '',
+  ].join('\n');
+  await withFile(yaml, async (file) => {
+    const e = await configError(loadConfig({ file, env: {} }));
+    const tls = issueAt(e, 'security.tls.enabled');
+    assert.match(tls.message, /api\.host 0\.0\.0\.0 is not loopback/);
+    assert.match(tls.source ?? '', /novacron\.yaml:5:/);
+    assert.match(issueAt(e, 'cluster.etcd.endpoints').message, /mixes http:\/\/ and https:\/\//);
+    assert.match(issueAt(e, 'cluster.etcd.tls.ca_file').message, /ca_file is empty/);
+    assert.match(issueAt(e, 'cluster.etcd.tls.key_file').message, /must be set together/);
+    const pw = issueAt(e, 'cluster.etcd.password');
+    assert.match(pw.message, /username and cluster\.etcd\.password must be set together/);
+  });
+  // The same etcd keys are not judged in single mode (they are unused there), and loopback may run without TLS.
+  const ok = await loadConfig({
+    env: {},
+    flags: { 'security.tls.enabled': 'off', 'cluster.etcd.tls.ca_file': '/etc/ca.pem' },
+  });
+  assert.equal(ok.config.cluster.mode, 'single');
+});
+
 test('YAML syntax errors are located file:line:col', async () => {
   await withFile('system:\n  node_id: a\n  mode: [datacenter\napi:\n  rest_port: 1\n', async (file) => {
     const e = await configError(loadConfig({ file, env: {} }));

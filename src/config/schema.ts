@@ -132,6 +132,11 @@ export const ConfigSchema = Type.Object(
       {
         enabled: Bool(true, 'Use DWCP for transfers and migrations'),
         listen_port: Port(7070, 'TCP port the DWCP receiver listens on (0: pick a free port)'),
+        auth: Enum(
+          ['token', 'ca', 'token_or_ca'] as const,
+          'token',
+          'How DWCP peers authenticate: token (cluster.join_token), ca (node certificates signed by security.tls.ca_file: cert_file/key_file must be set), token_or_ca (either is accepted; certificates preferred)',
+        ),
         features: Section(
           {
             transport_amst: Bool(true, 'Multi-stream transport'),
