@@ -3,17 +3,11 @@
 // threads meanwhile, so a sender uses a second core. Jobs resolve independently; the caller keeps
 // the order. Without worker threads (or with `threads: 0`) it compresses inline.
 import { createHash, type Hash } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { ErrorCode, NovaCronError } from '../../errors.js';
 import { compressBlock, type CodecChoice, type CodecId } from './codec.js';
-
-/** A data: URL module that registers tsx in the worker, then loads `script`. */
-function tsxBootstrap(script: URL): URL {
-  const api = import.meta.resolve('tsx/esm/api');
-  const code = `const { register } = await import(${JSON.stringify(api)}); register(); await import(${JSON.stringify(script.href)});`;
-  return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
-}
+import { startModuleWorker } from '../../util/module-worker.js';
 
 export interface Compressed {
   readonly codec: CodecId;
@@ -50,12 +44,8 @@ export class CompressPool {
 
   /** `threads` workers (default: one less than the cores, at least 1, at most 2). */
   constructor(threads = Math.max(1, Math.min(2, availableParallelism() - 1))) {
-    const here = import.meta.url;
-    const fromSource = here.endsWith('.ts');
-    const script = new URL(fromSource ? './compress-worker.ts' : './compress-worker.js', here);
     for (let i = 0; i < threads; i++) {
-      // Run from TypeScript sources (tsx), the worker registers the same loader first.
-      const worker = fromSource ? new Worker(tsxBootstrap(script)) : new Worker(script);
+      const worker = startModuleWorker(import.meta.url, './compress-worker');
       worker.unref();
       const slot: Slot = { worker, busy: 0 };
       worker.on('message', (r: Reply) => {
