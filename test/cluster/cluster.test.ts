@@ -43,7 +43,7 @@ interface Node {
   readonly membership: Membership;
   election?: Election;
   /** Local leadership intervals (shared monotonic clock: all nodes live in this process). */
-  readonly led: { start: number; end?: number; term: Term }[];
+  readonly led: { start: number; end?: number; term: Term; reason?: string }[];
   readonly fences: FenceEvent[];
 }
 
@@ -64,9 +64,12 @@ async function startNode(
       region: REGION,
       nodeId: id,
       onElected: (term) => node.led.push({ start: performance.now(), term }),
-      onDeposed: () => {
+      onDeposed: (_term, reason) => {
         const cur = node.led[node.led.length - 1];
-        if (cur && cur.end === undefined) cur.end = performance.now();
+        if (cur && cur.end === undefined) {
+          cur.end = performance.now();
+          cur.reason = reason;
+        }
       },
     });
     node.election.start();
@@ -78,6 +81,23 @@ async function stopNode(n: Node): Promise<void> {
   await n.election?.stop();
   await n.session.close();
   n.conn.close();
+}
+
+/** Every node's leadership intervals with term revision and why each ended, for failure messages. */
+function describeLeadership(nodes: readonly Node[]): string {
+  return nodes
+    .map(
+      (n) =>
+        `${n.id}: ` +
+        n.led
+          .map(
+            (l) =>
+              `[${l.start.toFixed(2)}, ${l.end?.toFixed(2) ?? '…'}) term ${l.term.revision} ${l.reason ?? ''}`,
+          )
+          .join(', ') +
+        ` fences ${n.fences.map((f) => f.at.toFixed(2)).join(', ') || 'none'}`,
+    )
+    .join('; ');
 }
 
 /**
@@ -102,7 +122,10 @@ function assertNoOverlappingLeaders(nodes: readonly Node[], revoked?: string): v
     const prev = all[i - 1];
     const cur = all[i];
     if (!prev || !cur) continue;
-    assert.ok(prev.end <= cur.start, `${prev.id} led until ${prev.end}, ${cur.id} from ${cur.start}`);
+    assert.ok(
+      prev.end <= cur.start,
+      `${prev.id} led until ${prev.end}, ${cur.id} from ${cur.start}; all intervals: ${describeLeadership(nodes)}`,
+    );
   }
 }
 

@@ -121,6 +121,17 @@ export class EtcdCluster {
   ) {}
 
   static async start(size: 1 | 3, options: EtcdStartOptions = {}): Promise<EtcdCluster> {
+    // Another process may bind a chosen port before etcd does: try again on fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await EtcdCluster.startOnce(size, options);
+      } catch (e) {
+        if (attempt >= 3 || !/address already in use/.test(String(e))) throw e;
+      }
+    }
+  }
+
+  private static async startOnce(size: 1 | 3, options: EtcdStartOptions): Promise<EtcdCluster> {
     const scheme = options.tls ? 'https' : 'http';
     const root = mkdtempSync(join(tmpdir(), 'novacron-etcd-'));
     const token = `novacron-test-${process.pid}-${Date.now()}`;
