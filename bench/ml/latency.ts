@@ -14,6 +14,7 @@ import { handleOptimizePlacement, handlePredictBandwidth } from '../../src/ml/se
 import { fallbackBandwidth, fallbackPlacement } from '../../src/ml/fallback.js';
 import { ML_PROTO_PATH, loadMlServices, type WirePlacementRequest } from '../../src/ml/proto.js';
 import * as grpc from '@grpc/grpc-js';
+import { defaultConfig } from '../../src/config/defaults.js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { LoadgenCall, LoadgenResult, LoadgenSpec } from './loadgen.js';
 import { workload } from './workload.js';
@@ -36,6 +37,8 @@ export interface LatencyRow {
   readonly p999Ms?: number;
   readonly sendLagP50Ms?: number;
   readonly sendLagP99Ms?: number;
+  /** The client's worker thread young generation (MiB) of the real calls; 0: no worker thread. */
+  readonly clientThreadMb?: number;
   /** What woke the generator (loadgen.ts `ticker`) and the client transport of the real calls. */
   readonly ticker?: string;
   readonly transport?: string;
@@ -154,6 +157,8 @@ export interface LatencyOptions {
   readonly server?: 'http2' | 'grpc-js';
   /** The generator's wake-ups (LoadgenSpec.ticker). */
   readonly ticker?: 'worker' | 'timer';
+  /** The client's worker thread young generation, MiB; 0: the client on the generator's thread (LoadgenSpec.clientThreadMb). */
+  readonly clientThreadMb?: number;
   readonly onProgress?: (msg: string) => void;
 }
 
@@ -213,6 +218,7 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
         batch,
         ...(o.transport ? { transport: o.transport } : {}),
         ...(o.ticker ? { ticker: o.ticker } : {}),
+        ...(o.clientThreadMb !== undefined ? { clientThreadMb: o.clientThreadMb } : {}),
       });
       // Server CPU includes the warm-up: scale it to all requests the generator sent.
       const serverCpu = (cpuOfPid(child.pid!) - cpu0) / (rate * (seconds + (o.warmupSeconds ?? 2)));
@@ -233,7 +239,12 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
         sendLagP99Ms: r.sendLagP99Ms,
         ticker: r.ticker,
         server: o.server ?? 'http2',
-        ...(call === 'floor' || call === 'floor-h2' ? {} : { transport: o.transport ?? 'http2' }),
+        ...(call === 'floor' || call === 'floor-h2'
+          ? {}
+          : {
+              transport: o.transport ?? 'http2',
+              clientThreadMb: o.clientThreadMb ?? defaultConfig().ml.client_thread_young_mb,
+            }),
         clientCpuUs: r.clientCpuUsPerCall,
         serverCpuUs: serverCpu,
         loopDelayP99Ms: r.loopDelayP99Ms,
