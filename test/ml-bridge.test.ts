@@ -34,7 +34,7 @@ function config(address: string, over: Partial<MlConfig> = {}): MlConfig {
     health_check_interval_seconds: 3600,
     breaker_failure_threshold: 2,
     breaker_reset_seconds: 10,
-    client_thread_young_mb: 0,
+    transport_thread_young_mb: 2,
     ...over,
   };
 }

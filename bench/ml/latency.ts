@@ -37,8 +37,8 @@ export interface LatencyRow {
   readonly p999Ms?: number;
   readonly sendLagP50Ms?: number;
   readonly sendLagP99Ms?: number;
-  /** The client's worker thread young generation (MiB) of the real calls; 0: no worker thread. */
-  readonly clientThreadMb?: number;
+  /** The client's transport thread young generation (MiB) for the real calls; 0: no transport thread. */
+  readonly transportThreadMb?: number;
   /** What woke the generator (loadgen.ts `ticker`) and the client transport of the real calls. */
   readonly ticker?: string;
   readonly transport?: string;
@@ -157,8 +157,8 @@ export interface LatencyOptions {
   readonly server?: 'http2' | 'grpc-js';
   /** The generator's wake-ups (LoadgenSpec.ticker). */
   readonly ticker?: 'worker' | 'timer';
-  /** The client's worker thread young generation, MiB; 0: the client on the generator's thread (LoadgenSpec.clientThreadMb). */
-  readonly clientThreadMb?: number;
+  /** The client's transport thread young generation, MiB; 0: calls on the generator's thread (LoadgenSpec.transportThreadMb). */
+  readonly transportThreadMb?: number;
   readonly onProgress?: (msg: string) => void;
 }
 
@@ -218,7 +218,7 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
         batch,
         ...(o.transport ? { transport: o.transport } : {}),
         ...(o.ticker ? { ticker: o.ticker } : {}),
-        ...(o.clientThreadMb !== undefined ? { clientThreadMb: o.clientThreadMb } : {}),
+        ...(o.transportThreadMb !== undefined ? { transportThreadMb: o.transportThreadMb } : {}),
       });
       // Server CPU includes the warm-up: scale it to all requests the generator sent.
       const serverCpu = (cpuOfPid(child.pid!) - cpu0) / (rate * (seconds + (o.warmupSeconds ?? 2)));
@@ -243,7 +243,7 @@ export async function measureLatency(o: LatencyOptions = {}): Promise<LatencyRow
           ? {}
           : {
               transport: o.transport ?? 'http2',
-              clientThreadMb: o.clientThreadMb ?? defaultConfig().ml.client_thread_young_mb,
+              transportThreadMb: o.transportThreadMb ?? defaultConfig().ml.transport_thread_young_mb,
             }),
         clientCpuUs: r.clientCpuUsPerCall,
         serverCpuUs: serverCpu,

@@ -18,8 +18,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import type { MlClient, MlTransport } from '../../src/ml/client.js';
-import { createThreadMlClient } from '../../src/ml/thread-client.js';
+import { createMlClient, type MlClient, type MlTransport } from '../../src/ml/client.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { createH2Transport, type UnaryTransport } from '../../src/ml/h2-transport.js';
 import { workload } from './workload.js';
@@ -43,10 +42,11 @@ export interface LoadgenSpec {
   /** What wakes the generator for each due send: a worker thread (default) or setTimeout. */
   readonly ticker?: 'worker' | 'timer';
   /**
-   * The client's own worker thread (`ml.client_thread_young_mb`, thread-client.ts): its young
-   * generation in MiB, 0 for the client on the generator's thread. Default: the config default.
+   * `ml.transport_thread_young_mb` of the client (thread-transport.ts): the young generation of
+   * the worker thread its HTTP/2 calls go through, MiB; 0: on the generator's thread. Default: the
+   * config default.
    */
-  readonly clientThreadMb?: number;
+  readonly transportThreadMb?: number;
 }
 
 export interface LoadgenResult {
@@ -156,7 +156,7 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
     else if (spec.call === 'floor-h2') h2s.push(createH2Transport(address));
     else
       clients.push(
-        createThreadMlClient(
+        createMlClient(
           {
             enabled: true,
             service_address: address,
@@ -165,11 +165,10 @@ async function run(spec: LoadgenSpec): Promise<LoadgenResult> {
             health_check_interval_seconds: 3600,
             breaker_failure_threshold: 1_000_000,
             breaker_reset_seconds: 1,
-            client_thread_young_mb: spec.clientThreadMb ?? defaultConfig().ml.client_thread_young_mb,
+            transport_thread_young_mb: spec.transportThreadMb ?? defaultConfig().ml.transport_thread_young_mb,
           },
           undefined,
           {
-            youngGenerationMb: spec.clientThreadMb ?? defaultConfig().ml.client_thread_young_mb,
             backgroundHealth: false,
             channelOptions: { 'novacron.channel': c },
             ...(spec.transport ? { transport: spec.transport } : {}),

@@ -70,12 +70,12 @@ if (parts.has('latency')) {
   const ticker = pick('ML_BENCH_TICKER', ['worker', 'timer'] as const);
   // ML_BENCH_SERVER (http2 | grpc-js): the service's gRPC server (`ml serve --server`, default http2).
   const server = pick('ML_BENCH_SERVER', ['http2', 'grpc-js'] as const);
-  // ML_BENCH_CLIENT_THREAD_MB: the client's worker thread young generation in MiB (0: the client on
-  // the generator's own thread); default: ml.client_thread_young_mb's default.
-  const threadEnv = process.env.ML_BENCH_CLIENT_THREAD_MB;
-  const clientThreadMb = threadEnv === undefined || threadEnv === '' ? undefined : Number(threadEnv);
-  if (clientThreadMb !== undefined && !(Number.isInteger(clientThreadMb) && clientThreadMb >= 0))
-    throw new Error(`ML_BENCH_CLIENT_THREAD_MB=${threadEnv}: expected a whole number of MiB, 0 or more`);
+  // ML_BENCH_TRANSPORT_THREAD_MB: the client's transport thread young generation in MiB (0: calls
+  // on the generator's own thread); default: ml.transport_thread_young_mb's default.
+  const threadEnv = process.env.ML_BENCH_TRANSPORT_THREAD_MB;
+  const transportThreadMb = threadEnv === undefined || threadEnv === '' ? undefined : Number(threadEnv);
+  if (transportThreadMb !== undefined && !(Number.isInteger(transportThreadMb) && transportThreadMb >= 0))
+    throw new Error(`ML_BENCH_TRANSPORT_THREAD_MB=${threadEnv}: expected a whole number of MiB, 0 or more`);
   for (const [rate, nodes] of rates.flatMap((r) => nodeCounts.map((n) => [r, n] as const))) {
     const rows = await measureLatency({
       rate,
@@ -86,7 +86,7 @@ if (parts.has('latency')) {
       ...(transport ? { transport } : {}),
       ...(ticker ? { ticker } : {}),
       ...(server ? { server } : {}),
-      ...(clientThreadMb !== undefined ? { clientThreadMb } : {}),
+      ...(transportThreadMb !== undefined ? { transportThreadMb } : {}),
       onProgress: (m) => console.log(`  ${m} (load ${loadavg()[0]!.toFixed(2)})`),
     });
     // The in-process baselines do not depend on the rate: keep them once.

@@ -1,6 +1,6 @@
 // Service component "ml-engine" (optional): the client of the ML service behind the gRPC bridge,
 // with a deadline per call, a circuit breaker, background health checks and local heuristics as
-// fallback, on a worker thread of its own (ml.client_thread_young_mb). With the service down the node still boots; this component then reports `degraded`
+// fallback; its HTTP/2 calls go through a worker thread (ml.transport_thread_young_mb). With the service down the node still boots; this component then reports `degraded`
 // and every caller still gets an answer within the deadline.
 import type { Component } from '../boot/component.js';
 import type { MlClient } from '../ml/client.js';
@@ -23,10 +23,8 @@ export function mlEngineComponent(options: { readonly dependsOn?: readonly strin
     dependsOn: options.dependsOn ?? [],
     critical: false,
     async start(ctx) {
-      const { createThreadMlClient } = await import('../ml/thread-client.js');
-      client = createThreadMlClient(ctx.config.ml, ctx.logger, {
-        youngGenerationMb: ctx.config.ml.client_thread_young_mb,
-      });
+      const { createMlClient } = await import('../ml/client.js');
+      client = createMlClient(ctx.config.ml, ctx.logger);
       ctx.services.ml = client;
       enabled = ctx.config.ml.enabled;
       if (!enabled) return;

@@ -196,9 +196,9 @@ export const ConfigSchema = Type.Object(
         health_check_interval_seconds: Int(30, 'Background health check period', 1, 3600),
         breaker_failure_threshold: Int(5, 'Consecutive failures that open the circuit breaker', 1, 1000),
         breaker_reset_seconds: Int(10, 'How long the breaker stays open before a trial call', 1, 3600),
-        client_thread_young_mb: Int(
+        transport_thread_young_mb: Int(
           2,
-          'Young generation (MiB) of the worker thread the ML client runs on, which keeps its GC pauses short and off the main thread; 0 runs the client on the main thread',
+          "Young generation (MiB) of the worker thread that carries the ML client's HTTP/2 calls, which keeps their GC pauses short and off the main thread; 0 makes the calls on the main thread",
           0,
           256,
         ),

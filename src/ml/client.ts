@@ -26,6 +26,7 @@ import {
 import { BANDWIDTH_SERVICE, PLACER_SERVICE, loadMlServices } from './proto.js';
 import * as codec from './codec.js';
 import { createH2Transport, type UnaryTransport } from './h2-transport.js';
+import { createThreadTransport } from './thread-transport.js';
 import type {
   WireBandwidthResponse,
   WireHealthResponse,
@@ -239,7 +240,15 @@ export function createMlClient(
 
   const transport = options.transport ?? 'http2';
   const h2: UnaryTransport | undefined =
-    config.enabled && transport === 'http2' ? createH2Transport(config.service_address) : undefined;
+    config.enabled && transport === 'http2'
+      ? config.transport_thread_young_mb > 0
+        ? createThreadTransport(config.service_address, {
+            youngGenerationMb: config.transport_thread_young_mb,
+            onExit: (reason) =>
+              logger?.warn({ reason }, 'ml: transport thread gone, restarting it on the next call'),
+          })
+        : createH2Transport(config.service_address)
+      : undefined;
   const defs = config.enabled && transport === 'grpc-js' ? loadMlServices() : undefined;
   const channelOptions: grpc.ChannelOptions = {
     'grpc.enable_channelz': 0,

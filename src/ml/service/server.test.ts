@@ -28,7 +28,7 @@ for (const impl of ['http2', 'grpc-js'] as const) {
             health_check_interval_seconds: 3600,
             breaker_failure_threshold: 5,
             breaker_reset_seconds: 10,
-            client_thread_young_mb: 0,
+            transport_thread_young_mb: 2,
           },
           undefined,
           { backgroundHealth: false, transport },
