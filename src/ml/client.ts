@@ -216,6 +216,15 @@ type UnaryMethod = (
   cb: (err: grpc.ServiceError | null, res?: unknown) => void,
 ) => grpc.ClientUnaryCall;
 
+/** The lean HTTP/2 transport, on a worker thread of its own when `ml.transport_thread_young_mb` > 0. */
+function leanTransport(config: MlConfig, logger: MlClientLogger | undefined): UnaryTransport {
+  if (config.transport_thread_young_mb <= 0) return createH2Transport(config.service_address);
+  return createThreadTransport(config.service_address, {
+    youngGenerationMb: config.transport_thread_young_mb,
+    onExit: (reason) => logger?.warn({ reason }, 'ml: transport thread gone, restarting it on the next call'),
+  });
+}
+
 /**
  * Creates the client. It connects lazily, starts a health check at once and then every
  * `ml.health_check_interval_seconds`, and never throws from its methods while
@@ -239,16 +248,7 @@ export function createMlClient(
   const stats = { calls: 0, fallbacks: 0, failures: 0 };
 
   const transport = options.transport ?? 'http2';
-  const h2: UnaryTransport | undefined =
-    config.enabled && transport === 'http2'
-      ? config.transport_thread_young_mb > 0
-        ? createThreadTransport(config.service_address, {
-            youngGenerationMb: config.transport_thread_young_mb,
-            onExit: (reason) =>
-              logger?.warn({ reason }, 'ml: transport thread gone, restarting it on the next call'),
-          })
-        : createH2Transport(config.service_address)
-      : undefined;
+  const h2 = config.enabled && transport === 'http2' ? leanTransport(config, logger) : undefined;
   const defs = config.enabled && transport === 'grpc-js' ? loadMlServices() : undefined;
   const channelOptions: grpc.ChannelOptions = {
     'grpc.enable_channelz': 0,
