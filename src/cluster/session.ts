@@ -1,6 +1,7 @@
 // A node's session with etcd: one lease kept alive, self-fencing before it can expire, and a fresh lease on rejoin.
 import { performance } from 'node:perf_hooks';
 import type { EtcdConnection } from './etcd-client.js';
+import { isRecoverableError } from 'etcd3';
 import { withTimeout } from './etcd-client.js';
 import { defaultMarginMs, fenceDeadline, recordKeepalive } from './fencing.js';
 import type { FenceClock } from './fencing.js';
@@ -16,6 +17,17 @@ export interface SessionOptions {
   readonly keepaliveIntervalMs?: number;
   /** Monotonic clock in ms (default performance.now). */
   readonly now?: () => number;
+  /**
+   * How long open() keeps asking for its first lease while etcd does not answer (e.g. during an
+   * etcd leader election); default: one TTL. Errors etcd answers with (auth, TLS) fail at once.
+   */
+  readonly openBudgetMs?: number;
+}
+
+/** Whether a failed grant may succeed when tried again: no answer in time, or a transient gRPC error. */
+function transientGrantError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return /no answer from etcd/.test(err.message) || isRecoverableError(err) || /no leader/i.test(err.message);
 }
 
 export interface FenceEvent {
@@ -29,7 +41,8 @@ export interface FenceEvent {
 
 /**
  * Contract:
- * - `open()` grants a lease; `leaseId` is the current one. Keepalives go out every interval, each
+ * - `open()` grants a lease, asking again for up to `openBudgetMs` (one TTL) while etcd does not
+ *   answer, as during an etcd leader election; `leaseId` is the current one. Keepalives go out every interval, each
  *   with a deadline shorter than the interval.
  * - If no keepalive succeeds, `fence` listeners are called once at `lastOkSentAt + TTL - margin`
  *   (see fencing.ts), before etcd can expire the lease; `state` becomes `partitioned`. Listeners
@@ -68,7 +81,17 @@ export class Session {
   /** Grants the first lease; throws (UnavailableError upstream) when etcd cannot be reached. */
   static async open(conn: EtcdConnection, opts: SessionOptions): Promise<Session> {
     const s = new Session(conn, opts);
-    await s.grant();
+    const until = s.now() + (opts.openBudgetMs ?? s.ttlMs);
+    for (;;) {
+      try {
+        await s.grant();
+        break;
+      } catch (err) {
+        // a lease etcd granted after our timeout expires on its own: it holds no keys
+        if (!transientGrantError(err) || s.now() >= until) throw err;
+        await new Promise((r) => setTimeout(r, 100).unref());
+      }
+    }
     s.tickTimer = setInterval(() => void s.tick(), s.intervalMs);
     s.tickTimer.unref();
     return s;
