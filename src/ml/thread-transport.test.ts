@@ -93,3 +93,15 @@ test('close: the call in flight is answered, later calls fail UNAVAILABLE, the w
   await assert.rejects(t.unary(PATH, request([1]), 2000), isStatus(GrpcCode.UNAVAILABLE, /closed/));
   await exited;
 });
+
+test('a call made while the worker still loads gets its whole deadline once the worker takes it', async () => {
+  // under tsx the worker needs far longer than 50 ms to load its modules
+  const t = createThreadTransport(address, { youngGenerationMb: 2 });
+  try {
+    const t0 = performance.now();
+    const answer = await t.unary(PATH, request([2, 4, 3]), 50);
+    assert.ok(predicted(answer) > 0, `answered after ${(performance.now() - t0).toFixed(0)} ms`);
+  } finally {
+    t.close();
+  }
+});

@@ -8,7 +8,9 @@
 //
 // Contract (UnaryTransport's): a call resolves with the answer's bytes or rejects with
 // GrpcStatusError. If the worker does not answer within the call's timeout plus THREAD_GRACE_MS it
-// rejects DEADLINE_EXCEEDED; if the worker has exited it rejects UNAVAILABLE at once, and a later
+// rejects DEADLINE_EXCEEDED (calls made while a new worker still loads its modules, in the first
+// tens of milliseconds, may wait up to WORKER_START_MS longer: the worker's own deadline starts
+// when it takes the call); if the worker has exited it rejects UNAVAILABLE at once, and a later
 // call (at most one a second) starts a new worker. close() lets calls in flight finish.
 import type { Worker } from 'node:worker_threads';
 import { GrpcCode, GrpcStatusError, type UnaryTransport } from './h2-transport.js';
@@ -17,6 +19,11 @@ import { startModuleWorker } from '../util/module-worker.js';
 
 /** How much later than its own timeout a call is given up on when the worker has not answered. */
 export const THREAD_GRACE_MS = 25;
+/**
+ * Extra wait for calls made while the worker is still loading its modules (tens of ms; more on a
+ * busy machine), so that the first health check of a new client does not fail on the start-up.
+ */
+export const WORKER_START_MS = 2000;
 /** Shortest pause between starting workers, so a worker that dies at once is not restarted in a loop. */
 export const RESTART_AFTER_MS = 1000;
 
@@ -41,6 +48,8 @@ export interface ThreadTransportOptions {
 export function createThreadTransport(address: string, options: ThreadTransportOptions): ThreadTransport {
   const pending = new Map<number, Pending>();
   let worker: Worker | undefined;
+  /** Whether `worker` has said it is ready. */
+  let ready = false;
   let gone: string | undefined;
   let startedAt = -Infinity;
   let nextId = 1;
@@ -64,6 +73,10 @@ export function createThreadTransport(address: string, options: ThreadTransportO
     });
     w.unref(); // calls in flight keep the process alive through their timers
     w.on('message', (m: TransportReply) => {
+      if (m.t === 'ready') {
+        if (worker === w) ready = true;
+        return;
+      }
       const p = settle(m.id);
       if (!p) return;
       if (m.t === 'ok') p.resolve(Buffer.from(m.bytes));
@@ -86,6 +99,7 @@ export function createThreadTransport(address: string, options: ThreadTransportO
         settle(id)?.reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, why));
     });
     worker = w;
+    ready = false;
     gone = undefined;
     return w;
   }
@@ -105,7 +119,7 @@ export function createThreadTransport(address: string, options: ThreadTransportO
           return;
         }
         const id = nextId++;
-        const wait = timeoutMs + THREAD_GRACE_MS;
+        const wait = timeoutMs + THREAD_GRACE_MS + (ready ? 0 : WORKER_START_MS);
         const timer = setTimeout(() => {
           settle(id)?.reject(
             new GrpcStatusError(

@@ -13,6 +13,8 @@ export type TransportRequest =
   | { readonly t: 'close' };
 
 export type TransportReply =
+  /** The worker has loaded its modules and takes calls. */
+  | { readonly t: 'ready' }
   | { readonly t: 'ok'; readonly id: number; readonly bytes: ArrayBuffer }
   | { readonly t: 'err'; readonly id: number; readonly code: number; readonly details: string };
 

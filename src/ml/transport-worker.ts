@@ -39,3 +39,4 @@ port.on('message', (req: TransportRequest) => {
     })
     .finally(done);
 });
+port.postMessage({ t: 'ready' } satisfies TransportReply);
