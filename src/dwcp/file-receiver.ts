@@ -2,10 +2,10 @@
 // under a temporary name, reusing chunks from every file it already holds (by its chunk index),
 // verifying each chunk and then the whole file before an atomic rename, and keeping a manifest of
 // the file's chunks for later transfers.
-import { mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import {
   ErrorCode,
   IntegrityError,
@@ -64,6 +64,8 @@ export interface ReceiverOptions {
   /** Test hook: every accepted stream. */
   readonly onStream?: (conn: DwcpConnection) => void;
   readonly syncBytes?: number;
+  /** A session whose streams all closed is abandoned after this long (AmstServer's default: 30 s). */
+  readonly idleTimeoutMs?: number;
 }
 
 export interface FileReceiver {
@@ -94,21 +96,79 @@ export function checkFileName(name: string): string {
   return name;
 }
 
+/** Partial files of abandoned transfers are kept this long for a restarted sender to reuse. */
+export const PARTIAL_KEEP_MS = 24 * 3600 * 1000;
+
+/** What the sessions of one receiver share. */
+interface ReceiverContext {
+  readonly index: ChunkIndex;
+  readonly manifestDir: string;
+  /** Verified chunks of transfers whose sender went away, one file per name (see keepPartial). */
+  readonly partialDir: string;
+  /** The session writing each name now. */
+  readonly writing: Map<string, string>;
+  /** Ends a session of the same name that has no stream left, so its chunks can be reused. */
+  supersede(sessionId: string, name: string): void;
+}
+
+const partialManifest = (ctx: ReceiverContext, name: string): string =>
+  join(ctx.manifestDir, `${encodeURIComponent(name)}.partial.manifest`);
+const partialPath = (ctx: ReceiverContext, name: string): string =>
+  join(ctx.partialDir, encodeURIComponent(name));
+
+/** Removes partial files older than PARTIAL_KEEP_MS, and manifests whose partial file is gone. */
+function prunePartials(partialDir: string, manifestDir: string, now = Date.now()): void {
+  for (const f of readdirSync(partialDir)) {
+    try {
+      if (now - statSync(join(partialDir, f)).mtimeMs > PARTIAL_KEEP_MS) unlinkSync(join(partialDir, f));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const kept = new Set(readdirSync(partialDir));
+  for (const m of readdirSync(manifestDir)) {
+    if (!m.endsWith('.partial.manifest')) continue;
+    if (!kept.has(m.slice(0, -'.partial.manifest'.length))) unlinkSync(join(manifestDir, m));
+  }
+}
+
 /** Starts a DWCP file receiver on host:port writing into `dir`. */
 export async function createReceiver(opts: ReceiverOptions): Promise<FileReceiver> {
   const manifestDir = join(opts.dir, '.dwcp', 'manifests');
+  const partialDir = join(opts.dir, '.dwcp', 'partial');
   mkdirSync(manifestDir, { recursive: true });
-  const index = ChunkIndex.load(opts.dir, manifestDir);
-  const server = await AmstServer.listen({
+  mkdirSync(partialDir, { recursive: true });
+  prunePartials(partialDir, manifestDir);
+  let server: AmstServer | undefined = undefined;
+  const ctx: ReceiverContext = {
+    index: ChunkIndex.load(opts.dir, manifestDir),
+    manifestDir,
+    partialDir,
+    writing: new Map(),
+    supersede(sessionId, name) {
+      const other = this.writing.get(name);
+      if (!other || other === sessionId) return;
+      server?.abandonIfIdle(
+        other,
+        new NovaCronError(
+          ErrorCode.Cancelled,
+          `DWCP session ${other} superseded: a new transfer of ${name} started while it had no stream`,
+        ),
+      );
+    },
+  };
+  server = await AmstServer.listen({
     host: opts.host,
     port: opts.port,
     security: opts.security,
     ...(opts.syncBytes !== undefined ? { syncBytes: opts.syncBytes } : {}),
+    ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
     ...(opts.onStream ? { onStream: opts.onStream } : {}),
     ...(opts.onError ? { onStreamError: opts.onError } : {}),
-    onSession: (id) => new FileSession(id, opts, index, manifestDir),
+    onSession: (id) => new FileSession(id, opts, ctx),
   });
-  return { address: server.address, close: (graceMs?: number) => server.close(graceMs) };
+  const s = server;
+  return { address: s.address, close: (graceMs?: number) => s.close(graceMs) };
 }
 
 class FileSession implements SessionHandler {
@@ -143,12 +203,17 @@ class FileSession implements SessionHandler {
    */
   private readonly heldByOrdinal = new Map<number, Buffer>();
 
+  private readonly index: ChunkIndex;
+  private readonly manifestDir: string;
+
   constructor(
     private readonly id: string,
     private readonly opts: ReceiverOptions,
-    private readonly index: ChunkIndex,
-    private readonly manifestDir: string,
-  ) {}
+    private readonly ctx: ReceiverContext,
+  ) {
+    this.index = ctx.index;
+    this.manifestDir = ctx.manifestDir;
+  }
 
   async onRequest(body: unknown): Promise<unknown> {
     const b = (body ?? {}) as Record<string, unknown>;
@@ -178,6 +243,10 @@ class FileSession implements SessionHandler {
     const size = b.size;
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
       throw new ProtocolError('open: bad size');
+    // A session of the same name whose sender is gone (no stream left) ends now and keeps its
+    // chunks as a partial file, which the have-queries of this transfer then find.
+    this.ctx.supersede(this.id, name);
+    this.ctx.writing.set(name, this.id);
     this.name = name;
     this.size = size;
     this.tempPath = join(this.opts.dir, `.${name}.${this.id.slice(0, 12)}.dwcp-part`);
@@ -330,6 +399,8 @@ class FileSession implements SessionHandler {
       if (parts.length === 0) return;
       const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       await fh.write(data, 0, data.length, runStart);
+      // A session that ended meanwhile has moved or removed its part file: nothing to index.
+      if (this.fh !== fh) return;
       for (const w of written) {
         this.index.add(w.hash, { file: this.tempPath, offset: w.offset, length: w.length }, true);
         this.entries.push(encodeManifestEntry(w.offset, w.length, w.hash));
@@ -517,6 +588,8 @@ class FileSession implements SessionHandler {
     this.index.removeFile(this.tempPath);
     this.index.removeFile(finalPath);
     this.index.loadManifest(this.opts.dir, manifestBytes(header, entries));
+    this.dropPartial();
+    if (this.ctx.writing.get(this.name) === this.id) this.ctx.writing.delete(this.name);
     this.entries = [];
     this.patchBases.clear();
     // After the answer to `end` is on its way, so a caller that closes the receiver on this event does not cut it off.
@@ -528,21 +601,62 @@ class FileSession implements SessionHandler {
   onEnd(err: Error | undefined): void {
     this.index.closeFiles();
     if (this.done) return;
-    if (this.tempPath) this.index.removeFile(this.tempPath);
-    void this.fh?.close().catch(() => {});
+    if (this.ctx.writing.get(this.name) === this.id) this.ctx.writing.delete(this.name);
+    const fh = this.fh;
     this.fh = undefined;
     if (this.tempPath) {
-      try {
-        unlinkSync(this.tempPath);
-      } catch {
-        // Already gone.
+      this.index.removeFile(this.tempPath);
+      if (!this.keepPartial()) {
+        try {
+          unlinkSync(this.tempPath);
+        } catch {
+          // Already gone.
+        }
       }
     }
+    void fh?.close().catch(() => {});
     if (err)
       this.opts.onError?.(
         err instanceof NovaCronError
           ? err
           : new NovaCronError(ErrorCode.Internal, err.message, { cause: err }),
       );
+  }
+
+  /**
+   * An abandoned transfer keeps what it wrote: the part file becomes the name's partial file
+   * (replacing an older one) with a manifest of the chunks written into it, so a sender started
+   * again sends only the rest. Every reuse is verified against the chunk's hash, as for any held
+   * chunk. Returns false when there was nothing to keep or it could not be kept.
+   */
+  private keepPartial(): boolean {
+    if (this.entries.length === 0 || !this.name) return false;
+    const path = partialPath(this.ctx, this.name);
+    try {
+      this.index.removeFile(path);
+      renameSync(this.tempPath, path);
+      const st = statSync(path);
+      const header = { name: relative(this.opts.dir, path), size: st.size, mtimeMs: st.mtimeMs, sha256: '' };
+      const bytes = manifestBytes(header, Buffer.concat(this.entries));
+      writeFileSync(partialManifest(this.ctx, this.name), bytes);
+      this.index.loadManifest(this.opts.dir, bytes);
+      return true;
+    } catch {
+      this.dropPartial();
+      return false;
+    }
+  }
+
+  /** Forgets and removes the partial file of this name (its transfer completed). */
+  private dropPartial(): void {
+    const path = partialPath(this.ctx, this.name);
+    this.index.removeFile(path);
+    for (const f of [path, partialManifest(this.ctx, this.name)]) {
+      try {
+        unlinkSync(f);
+      } catch {
+        // none
+      }
+    }
   }
 }

@@ -3,7 +3,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,10 +17,22 @@ describe('novacron transfer (CLI)', () => {
   const work = mkdtempSync(join(tmpdir(), 'dwcp-cli-'));
   const dir = join(work, 'in');
   let receiver: ChildProcess | undefined;
+  let receiver2: ChildProcess | undefined;
   after(() => {
     receiver?.kill();
+    receiver2?.kill();
     rmSync(work, { recursive: true, force: true });
   });
+
+  /** Starts `novacron transfer receive` into `into`; resolves with its HOST:PORT. */
+  async function startReceiver(into: string): Promise<{ child: ChildProcess; to: string }> {
+    const child = cli(['transfer', 'receive', '--listen', '127.0.0.1:0', '--dir', into]);
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const first = await lines.next();
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(String(first.value));
+    assert.ok(m, `receiver said: ${String(first.value)}`);
+    return { child, to: `127.0.0.1:${m[1]}` };
+  }
 
   it('sends a file, prints the JSON summary, and resends a modified file cheaply', async () => {
     receiver = cli(['transfer', 'receive', '--listen', '127.0.0.1:0', '--dir', dir]);
@@ -74,5 +86,43 @@ describe('novacron transfer (CLI)', () => {
     const bad = await run(['transfer', 'send', file, '--to', 'nonsense', '--json']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /HOST:PORT/);
+  });
+
+  it('a sender killed mid-transfer: sending again sends only what the receiver does not hold yet', async () => {
+    const into = join(work, 'in2');
+    const r = await startReceiver(into);
+    receiver2 = r.child;
+    const file = join(work, 'big.bin');
+    const size = 96 << 20;
+    const data = randomBytes(size);
+    writeFileSync(file, data);
+
+    const sender = cli(['transfer', 'send', file, '--to', r.to, '--json', '--streams', '2']);
+    const senderExit = new Promise<number | null>((res) => sender.on('exit', (c) => res(c)));
+    // kill it once the receiver has at least 40 % of the file on disk (the part file is sparse)
+    let written = 0;
+    for (let i = 0; i < 6000 && written < 0.4 * size; i++) {
+      const part = readdirSync(into).find((n) => n.endsWith('.dwcp-part'));
+      written = part ? statSync(join(into, part)).blocks * 512 : 0;
+      if (sender.exitCode !== null) break;
+      await new Promise((res) => setTimeout(res, 5));
+    }
+    sender.kill('SIGKILL');
+    assert.notEqual(await senderExit, 0, 'the first sender finished before it could be killed');
+    assert.ok(written >= 0.4 * size, `only ${written} B written before the kill`);
+
+    // started again at once: the old session (no stream left) is superseded and its chunks reused
+    const again = await run(['transfer', 'send', file, '--to', r.to, '--json', '--streams', '2']);
+    assert.equal(again.code, 0, again.stderr);
+    const s = JSON.parse(again.stdout) as { wireBytes: number; chunks: Record<string, number> };
+    assert.ok(s.chunks.known! > 0, `no chunk reused: ${again.stdout}`);
+    assert.ok(
+      s.wireBytes < size - 0.3 * size,
+      `second send put ${s.wireBytes} B on the wire for ${size} B with ${written} B already written`,
+    );
+    assert.ok(readFileSync(join(into, 'big.bin')).equals(data));
+    // the partial file is gone once the whole file is in place; no part file is left
+    assert.deepEqual(readdirSync(join(into, '.dwcp', 'partial')), []);
+    assert.ok(!readdirSync(into).some((n) => n.endsWith('.dwcp-part')));
   });
 });

@@ -239,6 +239,17 @@ export class AmstServer {
 
   private sessionEnded: () => void = () => {};
 
+  /**
+   * Ends session `id` with `err` if none of its streams is attached (its sender died or is
+   * reconnecting) and returns whether it did; a sender that comes back to it learns `err`.
+   */
+  abandonIfIdle(id: string, err: NovaCronError): boolean {
+    const s = this.sessions.get(id);
+    if (!s || s.conns.size > 0) return false;
+    s.end(err);
+    return true;
+  }
+
   private onSocket(sock: Socket): void {
     this.sockets.add(sock);
     sock.on('close', () => this.sockets.delete(sock));
