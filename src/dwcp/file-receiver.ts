@@ -128,7 +128,12 @@ function prunePartials(partialDir: string, manifestDir: string, now = Date.now()
   const kept = new Set(readdirSync(partialDir));
   for (const m of readdirSync(manifestDir)) {
     if (!m.endsWith('.partial.manifest')) continue;
-    if (!kept.has(m.slice(0, -'.partial.manifest'.length))) unlinkSync(join(manifestDir, m));
+    if (kept.has(m.slice(0, -'.partial.manifest'.length))) continue;
+    try {
+      unlinkSync(join(manifestDir, m));
+    } catch {
+      // gone meanwhile
+    }
   }
 }
 
