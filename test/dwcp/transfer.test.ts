@@ -12,11 +12,14 @@ import {
   openSync,
   writeSync,
   closeSync,
+  mkdirSync,
+  existsSync,
+  utimesSync,
 } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createReceiver, type FileReceiver } from '../../src/dwcp/file-receiver.js';
+import { createReceiver, PARTIAL_KEEP_MS, type FileReceiver } from '../../src/dwcp/file-receiver.js';
 import { sendFile, type SendFileOptions } from '../../src/dwcp/file-sender.js';
 import { AmstSender } from '../../src/dwcp/transport/sender.js';
 import { AmstServer } from '../../src/dwcp/transport/server.js';
@@ -262,5 +265,36 @@ describe('DWCP file transfer (loopback)', () => {
     assert.ok(peak - before < 256 * 1024 * 1024, `RSS grew by ${((peak - before) / 1048576).toFixed(0)} MiB`);
     rmSync(p);
     rmSync(join(dest, 'big.img'));
+  });
+
+  it('a receiver starting removes partial files older than PARTIAL_KEEP_MS, keeps newer ones', async () => {
+    const dir = join(work, 'prune');
+    const partial = join(dir, '.dwcp', 'partial');
+    const manifests = join(dir, '.dwcp', 'manifests');
+    mkdirSync(partial, { recursive: true });
+    mkdirSync(manifests, { recursive: true });
+    for (const name of ['old.img', 'new.img']) {
+      writeFileSync(join(partial, name), randomBytes(4096));
+      writeFileSync(join(manifests, `${name}.partial.manifest`), '{}\n');
+    }
+    // a manifest whose partial file is gone goes too
+    writeFileSync(join(manifests, 'orphan.img.partial.manifest'), '{}\n');
+    const past = (Date.now() - PARTIAL_KEEP_MS - 60_000) / 1000;
+    utimesSync(join(partial, 'old.img'), past, past);
+    const r = await createReceiver({
+      dir,
+      host: '127.0.0.1',
+      port: 0,
+      security: { token: TOKEN, encrypt: true },
+    });
+    try {
+      assert.ok(!existsSync(join(partial, 'old.img')));
+      assert.ok(!existsSync(join(manifests, 'old.img.partial.manifest')));
+      assert.ok(!existsSync(join(manifests, 'orphan.img.partial.manifest')));
+      assert.ok(existsSync(join(partial, 'new.img')));
+      assert.ok(existsSync(join(manifests, 'new.img.partial.manifest')));
+    } finally {
+      await r.close();
+    }
   });
 });
