@@ -7,10 +7,12 @@
 // of its blocks rewritten and a few inserts, and incompressible random data.
 //   npm run bench:dwcp                 everything (a few minutes)
 //   npm run bench:dwcp -- --quick      loopback only
+//   node --import tsx bench/dwcp/run.ts --resume-only   a send killed part-way and run again, 100 Mbit/s link
 import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -41,7 +43,9 @@ const argList = (k: string): string[] | undefined =>
     .find((a) => a.startsWith(`--${k}=`))
     ?.slice(k.length + 3)
     .split(',');
-const onlyData = argList('only');
+/** `--resume-only`: a DWCP send killed part-way and run again, against a full send, on the 100 Mbit/s link. */
+const resumeOnly = process.argv.includes('--resume-only');
+const onlyData = argList('only') ?? (resumeOnly ? ['random.bin'] : undefined);
 const onlyMethods = argList('methods');
 const onlyCc = argList('cc');
 
@@ -251,6 +255,71 @@ async function transfer(
 
 const round = (v: number, d: number) => Math.round(v * 10 ** d) / 10 ** d;
 
+/**
+ * A DWCP send killed with SIGKILL once the receiver has `killAt` of the file on disk, then the
+ * same send started again: the receiver keeps what the first one wrote (file-receiver.ts,
+ * keepPartial) and the second sends the rest. The row is the second send's time and wire bytes.
+ */
+async function resumedTransfer(
+  spawnP: Spawner,
+  addr: string,
+  link: string,
+  cc: string,
+  name: string,
+  file: string,
+  port: number,
+  killAt: number,
+): Promise<Row & { writtenBeforeKill: number }> {
+  const out = join(DATA, 'out');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const bytes = statSync(file).size;
+  const hp = `${addr}:${port}`;
+  const rx = spawnP('b', ['dwcp-recv', hp, out]);
+  const rxLines = lines(rx);
+  const ready = await rxLines.next();
+  if (ready.done || ready.value !== 'ready')
+    throw new Error(`receiver did not start: ${String(ready.value)}`);
+  const sendArgs = ['dwcp-send', file, hp, name, 'auto', 'zstd', '3', 'auto'];
+  const first = spawnP('a', sendArgs);
+  first.stdout?.resume();
+  const firstExit = new Promise<void>((r) => first.once('exit', () => r()));
+  let written = 0;
+  const until = Date.now() + 300_000;
+  while (written < killAt * bytes && first.exitCode === null && Date.now() < until) {
+    const part = readdirSync(out).find((n) => n.endsWith('.dwcp-part'));
+    written = part ? statSync(join(out, part)).blocks * 512 : 0;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  if (first.exitCode !== null) throw new Error(`${name}: the first sender ended before it could be killed`);
+  first.kill('SIGKILL');
+  await firstExit;
+  const [s, r] = await Promise.all([lines(spawnP('a', sendArgs)).next(), rxLines.next()]);
+  if (s.done || r.done) throw new Error('a peer exited without a result');
+  const send = JSON.parse(s.value) as PeerResult;
+  const recv = JSON.parse(r.value) as PeerResult;
+  const got = statSync(join(out, name)).size;
+  if (got !== bytes) throw new Error(`resumed ${name}: received ${got} of ${bytes} bytes`);
+  const seconds = send.seconds ?? 0;
+  const wire = send.wireBytes ?? 0;
+  const row = {
+    link,
+    cc,
+    data: name,
+    method: `dwcp, sent again after a kill at ${Math.round((100 * written) / bytes)} %`,
+    bytes,
+    wireBytes: wire,
+    seconds: round(seconds, 3),
+    mbps: round((bytes * 8) / seconds / 1e6, 1),
+    wireMbps: round((wire * 8) / seconds / 1e6, 1),
+    cpuSeconds: round(send.cpuSeconds + recv.cpuSeconds, 2),
+    ...(send.streams !== undefined ? { streams: send.streams } : {}),
+    writtenBeforeKill: written,
+  };
+  process.stderr.write(`${JSON.stringify(row)}\n`);
+  return row;
+}
+
 // ---------- delta sizes ----------
 async function deltaSizes(d: Record<string, string>): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
@@ -311,7 +380,7 @@ async function main(): Promise<void> {
       node: process.version,
     },
   };
-  results.delta = wanOnly ? [] : await deltaSizes(d);
+  results.delta = wanOnly || resumeOnly ? [] : await deltaSizes(d);
   if (deltaOnly) {
     mkdirSync(join(HERE, 'results'), { recursive: true });
     writeFileSync(join(HERE, 'results', 'delta.json'), JSON.stringify(results, null, 2) + '\n');
@@ -320,6 +389,53 @@ async function main(): Promise<void> {
     return;
   }
   const rows: Row[] = [];
+  if (resumeOnly) {
+    const why = wanUnsupportedReason();
+    if (why !== undefined) throw new Error(`--resume-only needs the WAN emulator: ${why}`);
+    const link = await startWanLink({
+      rateMbit: 100,
+      delayMs: 20,
+      lossPct: 0.1,
+      congestionControl: 'bbr',
+      seed: 7,
+    });
+    try {
+      let port = 17700;
+      // the baseline: the same send whole (what a second send cost before the receiver kept partial files)
+      rows.push(
+        await transfer(
+          wanSpawner(link),
+          link.addrB,
+          '100M-40ms-0.1%',
+          'bbr',
+          'random.bin',
+          d.random!,
+          'dwcp',
+          port++,
+        ),
+      );
+      for (const killAt of [0.25, 0.5, 0.75])
+        rows.push(
+          await resumedTransfer(
+            wanSpawner(link),
+            link.addrB,
+            '100M-40ms-0.1%',
+            'bbr',
+            'random.bin',
+            d.random!,
+            port++,
+            killAt,
+          ),
+        );
+    } finally {
+      await link.stop();
+    }
+    results.transfers = rows;
+    mkdirSync(join(HERE, 'results'), { recursive: true });
+    writeFileSync(join(HERE, 'results', 'resume.json'), JSON.stringify(results, null, 2) + '\n');
+    for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
   const sets: [string, string][] = [
     ['mem-v1.img', d.mem1!],
     ['disk-v1.img', d.disk1!],
