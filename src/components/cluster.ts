@@ -251,6 +251,13 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         ctx.logger.info({ leaseId: lease }, 'rejoined etcd with a new lease');
         ctx.events.publish('cluster.rejoined', { id: nodeId });
       });
+      // This node's own election answers for itself at once (the txn that made it leader or the
+      // fence or resignation that ended it); the watch of the leader key shows either a moment later.
+      const leaderNow = (): string | null => {
+        if (election?.term) return nodeId;
+        const watched = lw.leader();
+        return watched === nodeId && election ? null : watched;
+      };
       const view = (): ClusterView => {
         const fenced = s.state !== 'ready';
         if (fenced && lastView) {
@@ -273,7 +280,7 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         const v = buildClusterView({
           known: [...known.values()],
           live: mw.nodes(),
-          leader: lw.leader(),
+          leader: leaderNow(),
           self: { id: nodeId, partitioned: fenced },
         });
         if (!fenced) lastView = v;
@@ -283,7 +290,7 @@ export function clusterComponent(options: { dependsOn: readonly string[] }): Com
         mode: 'etcd',
         nodeId,
         isFenced: () => s.state === 'partitioned',
-        leader: () => (s.state === 'ready' ? lw.leader() : null),
+        leader: () => (s.state === 'ready' ? leaderNow() : null),
         members: () => mw.nodes(),
         view,
         etcd: () => ({
