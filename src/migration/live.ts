@@ -63,7 +63,7 @@ export interface MigrationSourceOptions {
 
 /** What the source saw once QEMU completed and the receiver took every byte. */
 export interface SourceSummary {
-  /** query-migrate on completion. */
+  /** query-migrate when the status turned completed (the final totals come from `commit()`). */
   readonly info: QmpMigrationInfo;
   /** QEMU's STOP event on the source (switchover began), microseconds since the epoch. */
   readonly stoppedAtUs: number | undefined;
@@ -266,11 +266,29 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
   }
 
   /** Commit: the destination runs, so the source QEMU quits. */
-  async commit(): Promise<void> {
+  /**
+   * Quits the source QEMU once the destination runs. Returns query-migrate's final figures, read
+   * just before: QEMU fills in `downtime` and `total-time` a moment after the status turns
+   * `completed` (its migration thread, after the QMP-visible state change), so they are waited for
+   * here, where the wait costs no downtime; undefined if QEMU did not answer.
+   */
+  async commit(): Promise<QmpMigrationInfo | undefined> {
     this.phase = 'commit';
     this.offEvents();
+    const info = await this.finalInfo().catch(() => undefined);
     await this.cleanup(undefined);
     await this.opts.qmp.quit();
+    return info;
+  }
+
+  /** query-migrate until QEMU has filled in the completed migration's totals (at most about 2 s). */
+  private async finalInfo(): Promise<QmpMigrationInfo> {
+    let info = await this.opts.qmp.queryMigrate();
+    for (let i = 0; i < 80 && info.status === 'completed' && !((info['total-time'] ?? 0) > 0); i++) {
+      await delay(25);
+      info = await this.opts.qmp.queryMigrate();
+    }
+    return info;
   }
 
   private sample(info: QmpMigrationInfo): MigrationProgress {
@@ -366,8 +384,7 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
     // what proves the stream arrived, and waiting for DWCP's acks, stream-end and close would add
     // round trips to the downtime. A stream that fails now fails the destination's load instead.
     this.finished = true;
-    // QEMU sets `downtime` and the totals a moment after the status turns completed: read them again.
-    info = await this.opts.qmp.queryMigrate();
+    // `downtime` and the totals are read again by commit(), once the destination runs.
     if (streamError)
       throw new MigrationError(`DWCP stream failed after QEMU completed: ${errorMessage(streamError)}`, {
         cause: streamError,
@@ -566,8 +583,7 @@ export async function runLiveMigration(
     await source.rollback();
     throw new MigrationError(`destination did not resume: ${errorMessage(err)}`, { cause: err });
   }
-  await source.commit();
-  const info = summary.info;
+  const info = (await source.commit()) ?? summary.info;
   return {
     totalMs: Date.now() - started,
     downtimeMs:

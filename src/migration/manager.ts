@@ -686,10 +686,11 @@ export class MigrationManager implements DestinationHost {
       return;
     }
     this.#o.vms.releaseHandle(vm.id);
-    await source
-      .commit()
-      .catch((e: unknown) => this.#o.logger.warn({ id, err: errorMessage(e) }, 'source quit failed'));
-    const info = summary.info;
+    const final = await source.commit().catch((e: unknown) => {
+      this.#o.logger.warn({ id, err: errorMessage(e) }, 'source quit failed');
+      return undefined;
+    });
+    const info = final ?? summary.info;
     await this.#endOutgoing(rec, vm, 'completed', {
       totalMs: Date.now() - started,
       downtimeMs:
