@@ -34,6 +34,9 @@ export interface ElectionOptions {
  *   a deposed leader's writes fail in etcd even if it has not noticed yet.
  * - `start()` campaigns until elected, leads until deposed, and campaigns again (after a rejoin
  *   if it was fenced). `stop()` resigns (deletes the key if it is still ours) and stops.
+ * - A campaign that finds the key holding this node's id on this session's lease takes that term
+ *   up again (the node stopped believing because etcd cancelled its watch, but nobody else can
+ *   have led since). The same id on another lease is a previous process's term: waited out.
  */
 export class Election {
   private current: Term | undefined;
@@ -102,15 +105,27 @@ export class Election {
             await resign(this.conn, this.opts.region, { leader: this.opts.nodeId, revision: rev });
           break;
         }
-        if (res.succeeded) {
+        const existing = res.succeeded ? undefined : res.responses[0]?.response_range.kvs[0];
+        // The key may already be this node's, bound to its live lease: its own term, whose watch
+        // ended without a delete (etcd cancelled it) so the node stopped believing. It leads on in
+        // that term; waiting for the key to go would leave the region without a leader for as long
+        // as this node's session lives.
+        const ours =
+          existing !== undefined &&
+          existing.value.toString('utf8') === this.opts.nodeId &&
+          existing.lease === lease;
+        if (res.succeeded || ours) {
           if (this.session.state !== 'ready' || this.session.leaseId !== lease) continue;
-          const term = { leader: this.opts.nodeId, revision: rev };
+          const term = {
+            leader: this.opts.nodeId,
+            revision: res.succeeded ? rev : Number(existing?.create_revision),
+          };
           this.current = term;
           this.opts.onElected?.(term);
-          await this.waitKeyGone(key, term.revision, () => this.current !== term);
+          // (an adopted term is watched from now, with its create revision to tell a new term by)
+          await this.waitKeyGone(key, rev, () => this.current !== term, existing);
           if (this.current === term) this.depose('lost');
         } else {
-          const existing = res.responses[0]?.response_range.kvs[0];
           await this.waitKeyGone(key, rev, () => this.stopped || this.session.state !== 'ready', existing);
         }
       } catch {

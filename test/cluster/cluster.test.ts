@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   AssignmentAgent,
   Election,
+  Keys,
   LeaderWatch,
   MemberWatch,
   Membership,
@@ -366,6 +367,60 @@ describe('cluster on a 1-member etcd', { skip }, () => {
       await Promise.all(nodes.map(stopNode));
       await leaders.close();
       obsConn.close();
+    }
+  });
+
+  test("a leader key on this node's own live lease is led on in its term; one on another lease is waited out", async (t) => {
+    const prefix = uniquePrefix();
+    const conn = connectEtcd({ endpoints: etcd.endpoints, prefix, callTimeoutMs: 400 });
+    const session = await Session.open(conn, { ttlSeconds: TTL });
+    const key = Keys.leader(REGION);
+    const elections: Election[] = [];
+    const elect = (): Promise<Term> =>
+      new Promise<Term>((resolve) => {
+        const e = new Election(conn, session, { region: REGION, nodeId: 'n1', onElected: resolve });
+        elections.push(e);
+        e.start();
+      });
+    const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+      Promise.race([
+        p,
+        new Promise<T>((_, reject) =>
+          setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms).unref(),
+        ),
+      ]);
+    try {
+      // as a term whose watch etcd cancelled leaves it: the key holds this node's id on its own lease
+      await conn.kv.put(key).value('n1').lease(session.leaseId);
+      const own = await conn.kv.get(key).exec();
+      const created = Number(own.kvs[0]?.create_revision);
+      const adopted = await within(elect(), 3000, 'the key on its own lease taken up');
+      assert.deepEqual(adopted, { leader: 'n1', revision: created });
+      // it really leads in that term: the leader guard lets its writes through
+      await writeAssignment(conn, session, REGION, adopted, { vm: 'vm-a', node: 'n1' });
+      await elections[0]?.stop();
+      assert.equal(await conn.kv.get(key).string(), null, 'resigning deletes the adopted key');
+
+      // a key with this node's id on another lease (a previous process of the same node) is not
+      // its term: the node waits until that lease expires, then wins a new term
+      const other = await conn.client.leaseClient.leaseGrant({ TTL: TTL, ID: 0 });
+      const putAt = performance.now();
+      await conn.kv.put(key).value('n1').lease(String(other.ID));
+      const stale = Number((await conn.kv.get(key).exec()).kvs[0]?.create_revision);
+      const fresh = await within(elect(), TTL * 1000 + 3000, 'a new term after the other lease expired');
+      const waited = performance.now() - putAt;
+      t.diagnostic(
+        `elected ${waited.toFixed(0)} ms after the key on another lease was written (TTL ${TTL} s)`,
+      );
+      assert.ok(fresh.revision > stale, `new term ${fresh.revision} after the stale key's ${stale}`);
+      assert.ok(
+        waited >= TTL * 1000 - 100,
+        `elected after ${waited.toFixed(0)} ms: before the other lease expired`,
+      );
+    } finally {
+      for (const e of elections) await e.stop();
+      await session.close();
+      conn.close();
     }
   });
 });
