@@ -105,6 +105,21 @@ async function getJson<T>(node: Node, path: string): Promise<{ status: number; b
   return { status: res.status, body: (await res.json()) as T };
 }
 
+/** GET /api/v1/cluster until `ok` holds (a node learns of another's election through its watch, a moment later). */
+async function clusterViewWhen(
+  node: Node,
+  ok: (body: ClusterBody) => boolean,
+  what: string,
+): Promise<{ status: number; body: ClusterBody }> {
+  const until = performance.now() + 5000;
+  for (;;) {
+    const v = await getJson<ClusterBody>(node, '/api/v1/cluster');
+    if (ok(v.body)) return v;
+    assert.ok(performance.now() < until, `${what}: still ${JSON.stringify(v.body)} after 5 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function createVm(node: Node, name: string): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${node.url}/api/v1/vms`, {
     method: 'POST',
@@ -137,9 +152,10 @@ test(
       const firstLeader = [a.waitCount(leaderLine, 1), b.waitCount(leaderLine, 1)];
       for (const p of firstLeader) p.catch(() => undefined); // the other one times out later, unheard
       await Promise.race(firstLeader);
+      const elected = (body: ClusterBody): boolean => body.leader !== null;
       const [ca, cb] = await Promise.all([
-        getJson<ClusterBody>(a, '/api/v1/cluster'),
-        getJson<ClusterBody>(b, '/api/v1/cluster'),
+        clusterViewWhen(a, elected, 'node-a sees a leader'),
+        clusterViewWhen(b, elected, 'node-b sees a leader'),
       ]);
       assert.equal(ca.status, 200);
       assert.equal(ca.body.mode, 'etcd');
