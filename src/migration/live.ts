@@ -265,7 +265,6 @@ export class MigrationSource extends EventEmitter<{ progress: [MigrationProgress
     if (this.wasRunning && !st.running) await this.opts.qmp.cont();
   }
 
-  /** Commit: the destination runs, so the source QEMU quits. */
   /**
    * Quits the source QEMU once the destination runs. Returns query-migrate's final figures, read
    * just before: QEMU fills in `downtime` and `total-time` a moment after the status turns
